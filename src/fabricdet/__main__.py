@@ -1,0 +1,3 @@
+from fabricdet.cli import main
+
+raise SystemExit(main())
