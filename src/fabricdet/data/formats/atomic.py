@@ -1,0 +1,50 @@
+"""Atomic file writes: write to a temporary name in the same folder, then ``os.replace``.
+
+A reader never sees a half-written annotation file: either the old file (or none) or the
+complete new one. The temporary file lives beside the target so the final rename stays on one
+file system (where ``os.replace`` is atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600 files; annotation files are meant to be shared.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any, *, ensure_ascii: bool = False) -> None:
+    """Write ``obj`` as JSON atomically. NaN/inf are refused (they are not valid JSON)."""
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=ensure_ascii, allow_nan=False) + "\n")
+
+
+def json_lines_list(items: list[Any], *, ensure_ascii: bool = False) -> str:
+    """A JSON list with one item per line: valid JSON, readable, and diff-friendly.
+
+    Parse errors then report a line number that points at one record.
+    """
+    if not items:
+        return "[]\n"
+    body = ",\n".join(json.dumps(it, ensure_ascii=ensure_ascii, allow_nan=False) for it in items)
+    return "[\n" + body + "\n]\n"
