@@ -29,9 +29,9 @@ def detect_format(path: Path) -> tuple[str, Path]:
     """``(format, location)`` of a dataset path; the location is what the reader takes.
 
     A ``.json`` file is COCO, except ``Annotations/anno_train.json`` which stands for its
-    Tianchi folder. A folder is Tianchi if it holds ``Annotations/anno_train.json``,
-    ``defect_Images/`` or ``normal_Images/``; COCO if it holds ``annotations.json``; YOLO if
-    it holds ``images/``.
+    Tianchi folder. A folder is, in this order: Tianchi if it holds
+    ``Annotations/anno_train.json``; COCO if it holds ``annotations.json``; Tianchi if it
+    holds ``defect_Images/`` or ``normal_Images/``; YOLO if it holds ``images/``.
 
     Raises:
         InvalidDataError: the path does not exist or matches no format.
@@ -43,12 +43,14 @@ def detect_format(path: Path) -> tuple[str, Path]:
         if path.suffix.lower() == ".json":
             return "coco", path
     elif path.is_dir():
-        if (path / ANNOTATION_FILE).is_file() or any(
-            (path / d).is_dir() for d in (DEFECT_DIR, NORMAL_DIR)
-        ):
+        # A folder may hold both a Tianchi annotation and a COCO file (the synthetic data
+        # does): the Tianchi layout wins; point at the .json file to read the COCO one.
+        if (path / ANNOTATION_FILE).is_file():
             return "tianchi", path
         if (path / COCO_IN_FOLDER).is_file():
             return "coco", path / COCO_IN_FOLDER
+        if any((path / d).is_dir() for d in (DEFECT_DIR, NORMAL_DIR)):
+            return "tianchi", path  # the reader says what is missing
         if (path / IMAGES_DIR).is_dir():
             return "yolo", path
     else:

@@ -7,6 +7,7 @@ encoded to bytes.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -105,7 +106,10 @@ def decode_mask(rle: Rle) -> np.ndarray:
     Returns:
         ndarray[H, W] of bool.
     """
-    return mask_utils.decode(to_pycoco(rle)).astype(bool)
+    with warnings.catch_warnings():
+        # pycocotools' decode trips a numpy-2 DeprecationWarning about __array__(copy=...).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(to_pycoco(rle)).astype(bool)
 
 
 def rle_area(rle: Rle) -> int:
