@@ -1,1 +1,1 @@
-"""Datasets: the in-memory dataset type, the Tianchi/COCO/YOLO formats and the synthetic generator."""
+"""Datasets: the dataset type, the Tianchi/COCO/YOLO formats, the synthetic generator."""
