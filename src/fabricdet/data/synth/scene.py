@@ -204,6 +204,33 @@ def render_sample(
     """
     config = config or SynthConfig()
     rng = image_rng(seed, index)
+    px, py = fabric_padding(size, config.max_rotation_deg)
+    bounds = (px, py, px + size[0], py + size[1])
+    plan = first_plan(rng, config, bounds, categories)
+    for _ in range(_ATTEMPTS):
+        image, instances = compose(rng, size, config, plan)
+        if instances or not plan:
+            break
+        plan = plan_defects(rng, config, bounds, categories)
+    return image, instances
+
+
+def first_plan(
+    rng: np.random.Generator,
+    config: SynthConfig,
+    bounds: tuple[int, int, int, int],
+    categories: Sequence[int] | None = None,
+) -> list[PlannedDefect]:
+    """The first draws of an image's generator: defect-free or not, then its defects.
+
+    Args:
+        rng: the image's fresh generator (:func:`image_rng`).
+        config, bounds, categories: as in :func:`plan_defects`; with ``categories`` given the
+            image is defective exactly when the sequence is non-empty.
+
+    Returns:
+        the planned defects; empty for a defect-free image.
+    """
     if categories is None:
         defective = rng.random() >= config.defect_free_fraction
     else:
@@ -211,11 +238,4 @@ def render_sample(
         if unknown:
             raise KeyError(f"unknown category ids {unknown}; known ids are 1..20")
         defective = bool(categories)
-    px, py = fabric_padding(size, config.max_rotation_deg)
-    bounds = (px, py, px + size[0], py + size[1])
-    for _ in range(_ATTEMPTS if defective else 1):
-        plan = plan_defects(rng, config, bounds, categories) if defective else []
-        image, instances = compose(rng, size, config, plan)
-        if instances or not defective:
-            break
-    return image, instances
+    return plan_defects(rng, config, bounds, categories) if defective else []
