@@ -80,7 +80,7 @@ def test_fixed_iterations_differ_from_converged() -> None:
 
 @pytest.mark.parametrize("grad", ["unrolled", "implicit"])
 def test_gradcheck(grad: str) -> None:
-    cost, a, b = _problem(3, 4, 2)
+    cost, _, _ = _problem(3, 4, 2)
     cost.requires_grad_(True)
     a_logits = torch.randn(3, dtype=torch.float64, requires_grad=True)
     b_logits = torch.randn(4, dtype=torch.float64, requires_grad=True)

@@ -85,8 +85,9 @@ def pairwise_nwd(boxes1: Tensor, boxes2: Tensor, scale: float = 0.1) -> Tensor:
     wh2 = (b2[..., 2:] - b2[..., :2]).clamp_min(0)
     w2sq = ((c1 - c2) ** 2).sum(-1) + ((wh1 - wh2) ** 2).sum(-1) / 4
     longest = torch.maximum(wh1.amax(-1), wh2.amax(-1))
-    # sqrt'(0) is infinite: keep the argument off 0 so identical boxes have finite gradients.
-    w2 = torch.sqrt(w2sq + _EPS)
+    # sqrt'(0) is infinite: shift the argument off 0 so identical boxes have finite gradients
+    # (and W2 = 0 exactly, so even identical zero-area boxes have similarity 1).
+    w2 = torch.sqrt(w2sq + _EPS) - _EPS**0.5
     return torch.exp(-w2 / (scale * longest).clamp_min(_EPS))
 
 

@@ -233,17 +233,20 @@ class SinkhornNMS(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Candidate-to-slot cost and appearance kernel, both ``[B, N, K]``."""
         sigma = pairwise_overlap(boxes, seed_boxes, self.overlap, self.nwd_scale)
+        # A seed always overlaps itself fully, zero-area boxes (IoU 0/0) included.
+        candidate = torch.arange(boxes.shape[1], device=boxes.device).view(1, -1, 1)
+        sigma = torch.where(candidate == slot_index.unsqueeze(1), torch.ones_like(sigma), sigma)
         theta = self.iou_threshold
         cost = self.spatial_weight * torch.relu(theta - sigma) / theta
         quality = -torch.log(seed_scores.clamp_min(1e-6))
         cost = cost + self.quality_weight * quality.unsqueeze(1)
         if embeddings is None:
             return cost, torch.ones_like(cost)
-        emb = F.normalize(embeddings.float(), dim=-1)
+        emb = F.normalize(embeddings.to(cost.dtype), dim=-1)
         seed_emb = torch.gather(emb, 1, slot_index.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
         dissim = 1.0 - emb @ seed_emb.transpose(1, 2)
         kernel = torch.exp(-dissim / self.capacity_temperature)
-        return cost + self.feature_weight * dissim.to(cost.dtype), kernel.to(cost.dtype)
+        return cost + self.feature_weight * dissim, kernel
 
     @staticmethod
     def _decode(
