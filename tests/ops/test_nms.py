@@ -51,7 +51,7 @@ def random_detections(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torc
     xy = [[draw(st.integers(0, 200)), draw(st.integers(0, 200))] for _ in range(n)]
     wh = [[draw(st.integers(1, 80)), draw(st.integers(1, 80))] for _ in range(n)]
     boxes = torch.tensor(
-        [[x, y, x + w, y + h] for (x, y), (w, h) in zip(xy, wh)], dtype=torch.float64
+        [[x, y, x + w, y + h] for (x, y), (w, h) in zip(xy, wh, strict=False)], dtype=torch.float64
     )
     ranks = draw(st.permutations(list(range(n))))
     scores = torch.tensor([0.1 + 0.9 * (r + 1) / max(n, 1) for r in ranks], dtype=torch.float64)
@@ -232,7 +232,7 @@ def test_gradcheck_through_sinkhorn_nms(grad: str) -> None:
         nms.grad = "unrolled"
         nms.num_iters = 300
         sum(o.sum() for o in f(boxes, logits, emb)).backward()
-        for got, ref in zip(implicit, (boxes.grad, logits.grad, emb.grad)):
+        for got, ref in zip(implicit, (boxes.grad, logits.grad, emb.grad), strict=False):
             torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-4)
 
 
@@ -242,14 +242,15 @@ def test_exports_with_static_shapes() -> None:
             super().__init__()
             self.nms = SinkhornNMS()
 
-        def forward(self, b, s, lab, e):  # noqa: ANN001, ANN202
+        def forward(self, b, s, lab, e):
             out = self.nms(b, s, lab, e)
             return out.keep, out.boxes, out.scores
 
     g = torch.Generator().manual_seed(3)
     xy = torch.rand(2, 40, 2, generator=g) * 100
-    args = (torch.cat([xy, xy + 20], -1), torch.rand(2, 40, generator=g),
-            torch.randint(0, 3, (2, 40), generator=g), torch.randn(2, 40, 8, generator=g))  # fmt: skip
+    boxes = torch.cat([xy, xy + 20], -1)
+    labels = torch.randint(0, 3, (2, 40), generator=g)
+    args = (boxes, torch.rand(2, 40, generator=g), labels, torch.randn(2, 40, 8, generator=g))
     exported = torch.export.export(Wrapper(), args)  # fails on host syncs / dynamic shapes
     keep, boxes, _ = exported.module()(*args)
     ref_keep, ref_boxes, _ = Wrapper()(*args)
