@@ -114,3 +114,17 @@ def test_bad_prediction_file_is_a_clean_error(tmp_path, capsys):
     assert main(["eval-preds", str(ds.root), str(tmp_path / "sub.json"), "--json"]) == 2
     cap = capsys.readouterr()
     assert cap.out == "" and "nope.jpg" in cap.err and "record [0]" in cap.err
+
+
+def test_coco_ground_truth_without_images(tmp_path, capsys):
+    ds = _dataset(tmp_path / "ds", with_masks=False)
+    gt = tmp_path / "gt.json"
+    write_coco(ds, gt)  # the JSON alone: its images are elsewhere
+    res = [{"image_id": 1, "category_id": 1, "bbox": [10, 5, 50, 4], "score": 0.5}]
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    assert main(["eval-preds", str(gt), str(tmp_path / "res.json"), "--json"]) == 2
+    assert "cannot find the first image" in capsys.readouterr().err
+    args = ["eval-preds", str(gt), str(tmp_path / "res.json"), "--json", "--no-image-check"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_images"] == 4 and out["map_voc"] == pytest.approx(1 / 3)

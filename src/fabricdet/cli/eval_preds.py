@@ -32,12 +32,21 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="score only this split of DATA")
     parser.add_argument("--lenient", action="store_true", help="skip bad dataset records")
     parser.add_argument("--image-root", type=Path, default=None, help="COCO DATA: image folder")
+    parser.add_argument(
+        "--no-image-check",
+        dest="check_images",
+        action="store_false",
+        help="COCO DATA: trust width/height in the JSON and open no image",
+    )
     parser.add_argument("--verbose", action="store_true", help="pycocotools' report on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
     dataset, report = load_dataset_with_report(
-        args.data, strict=not args.lenient, image_root=args.image_root
+        args.data,
+        strict=not args.lenient,
+        image_root=args.image_root,
+        check_images=args.check_images,
     )
     if not report.clean:
         print(report.format(), file=sys.stderr)

@@ -48,7 +48,9 @@ def image_root_candidates(json_path: Path) -> list[Path]:
     return [here, here.parent, here / "images", here.parent / "images"]
 
 
-def _resolve_root(json_path: Path, images: list[Any], image_root: Path | None) -> Path:
+def _resolve_root(
+    json_path: Path, images: list[Any], image_root: Path | None, check_images: bool
+) -> Path:
     if image_root is not None:
         return Path(image_root)
     candidates = image_root_candidates(json_path)
@@ -60,6 +62,8 @@ def _resolve_root(json_path: Path, images: list[Any], image_root: Path | None) -
     for folder in candidates:
         if (folder / first).is_file():
             return folder
+    if not check_images:
+        return candidates[0]
     tried = ", ".join(str(c) for c in candidates)
     raise fatal(
         "missing-image",
@@ -107,12 +111,18 @@ def _read_categories(path: Path, data: dict[str, Any]) -> tuple[Category, ...]:
 
 
 def read_coco(
-    path: Path, *, strict: bool = True, image_root: Path | None = None
+    path: Path,
+    *,
+    strict: bool = True,
+    image_root: Path | None = None,
+    check_images: bool = True,
 ) -> tuple[DetectionDataset, LoadReport]:
     """Read a COCO instances JSON file (see the module docstring for the conventions).
 
     Image sizes are read from the image headers (which also checks that each image exists and
-    is readable); a size that disagrees with the JSON's width/height is an error.
+    is readable); a size that disagrees with the JSON's width/height is an error. With
+    ``check_images=False`` the images are not opened and the JSON's width/height are trusted
+    (scoring predictions needs no pixels).
 
     Raises:
         InvalidDataError: (strict) every bad record, listed; (both modes) a missing or
@@ -129,7 +139,7 @@ def read_coco(
         )
     categories = _read_categories(path, data)
     known_cats = {c.id for c in categories}
-    root = _resolve_root(path, data["images"], image_root)
+    root = _resolve_root(path, data["images"], image_root, check_images)
     log = ProblemLog(strict)
     file_split = split_from_file_name(path)
 
@@ -169,7 +179,10 @@ def read_coco(
         seen_ids.add(iid)
         entries.append((j, im))
 
-    sizes = read_image_sizes([root / im["file_name"] for _, im in entries])
+    if check_images:
+        sizes = read_image_sizes([root / im["file_name"] for _, im in entries])
+    else:
+        sizes = [_declared_size(im) for _, im in entries]
     for (j, im), size in zip(entries, sizes, strict=True):
         iid, name = int(im["id"]), im["file_name"]
         where = f'images[{j}] id={iid} file_name="{name}"'
@@ -254,6 +267,13 @@ def read_coco(
 
     report = log.finish()
     return DetectionDataset(root, categories, list(records.values())), report
+
+
+def _declared_size(im: dict[str, Any]) -> tuple[int, int] | str:
+    w, h = _int(im.get("width")), _int(im.get("height"))
+    if w is None or h is None or w <= 0 or h <= 0:
+        return "no valid width/height in the JSON (needed when images are not opened)"
+    return (w, h)
 
 
 def _ann_where(j: int, ann: object) -> str:

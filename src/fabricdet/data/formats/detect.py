@@ -69,6 +69,7 @@ def load_dataset_with_report(
     strict: bool = True,
     image_root: Path | None = None,
     fmt: str | None = None,
+    check_images: bool = True,
 ) -> tuple[DetectionDataset, LoadReport]:
     """Read a dataset of any supported format, returning what a lenient read skipped.
 
@@ -79,6 +80,8 @@ def load_dataset_with_report(
             list them in the report (False).
         image_root: COCO only: the folder ``file_name`` is relative to.
         fmt: ``"tianchi"``, ``"coco"`` or ``"yolo"`` to skip detection.
+        check_images: COCO only: ``False`` trusts the JSON's image sizes and opens no image
+            (Tianchi and YOLO files hold no sizes, so their images are always read).
 
     Raises:
         InvalidDataError: see the readers; also an unknown format.
@@ -94,7 +97,7 @@ def load_dataset_with_report(
     if fmt == "tianchi":
         return read_tianchi(where, strict=strict)
     if fmt == "coco":
-        return read_coco(where, strict=strict, image_root=image_root)
+        return read_coco(where, strict=strict, image_root=image_root, check_images=check_images)
     return read_yolo(where, strict=strict)
 
 
