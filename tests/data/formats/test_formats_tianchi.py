@@ -240,6 +240,17 @@ def test_missing_annotation_file(tmp_path):
         load_dataset(tmp_path / "ds")
 
 
+def test_image_ids_follow_names_not_folders(tianchi_folder, basic_records):
+    ds, _ = read_tianchi(
+        tianchi_folder(basic_records, defect=("b.jpg", "c.jpg"), normal=("a.jpg",))
+    )
+    assert [(r.image_id, r.file_name) for r in ds.images] == [
+        (1, "normal_Images/a.jpg"),
+        (2, "defect_Images/b.jpg"),
+        (3, "defect_Images/c.jpg"),
+    ]
+
+
 def test_unannotated_defect_image_is_a_warning(tianchi_folder, basic_records):
     ds, report = read_tianchi(tianchi_folder(basic_records, defect=("a.jpg", "b.jpg", "c.jpg")))
     assert [w.kind for w in report.warnings] == ["unannotated-defect-image"]

@@ -87,7 +87,8 @@ def _where(index: int, rec: object) -> str:
 def read_tianchi(root: Path, *, strict: bool = True) -> tuple[DetectionDataset, LoadReport]:
     """Read a Tianchi-layout folder.
 
-    Image ids are 1..N in sorted file-name order. Categories are the 20 Tianchi categories
+    Image ids are 1..N in order of the Tianchi name (the file name without its folder).
+    Categories are the 20 Tianchi categories
     (ids 1..20, labels 0..19) whether or not each occurs. Sizes come from image headers.
 
     Raises:
@@ -126,7 +127,11 @@ def read_tianchi(root: Path, *, strict: bool = True) -> tuple[DetectionDataset, 
         except RecordError as err:
             log.skip(err.at(ann_path, where))
 
-    all_files = sorted(set(defect_files) | set(normal_files) | {p[1] for p in parsed})
+    # Ordered by Tianchi name, so an image keeps its id if it moves between the two folders.
+    all_files = sorted(
+        set(defect_files) | set(normal_files) | {p[1] for p in parsed},
+        key=lambda f: (tianchi_image_name(f), f),
+    )
     sizes = dict(zip(all_files, read_image_sizes([root / f for f in all_files]), strict=True))
     for f, size in sizes.items():
         if isinstance(size, str):
