@@ -46,7 +46,9 @@ TIANCHI_CATEGORIES: tuple[Category, ...] = (
     Category(17, "broken-spandex", ("断氨纶",)),
     Category(18, "bar", ("稀密档", "浪纹档", "色差档")),
     Category(19, "abrasion", ("磨痕", "轧痕", "修痕", "烧毛痕")),
-    Category(20, "crease-weave-fault", ("死皱", "云织", "双纬", "双经", "跳纱", "筘路", "纬纱不良")),
+    Category(
+        20, "crease-weave-fault", ("死皱", "云织", "双纬", "双经", "跳纱", "筘路", "纬纱不良")
+    ),
 )
 
 #: raw Tianchi defect name -> category id (34 entries).
