@@ -59,7 +59,7 @@ def _lighting(rng: np.random.Generator, size: tuple[int, int], strength: float) 
     across = 1.0 - strength * rng.uniform(0.3, 1.0) * 4 * x * x
     across *= 1.0 + 0.004 * rng.standard_normal(w).astype(np.float32)  # sensor PRNU
     down = 1.0 + 0.02 * smooth_curve(rng, h, h / 3)
-    blotches = 1.0 + 0.03 * smooth_field(rng, (max(h // 16, 2), max(w // 16, 2)), (6.0, 6.0))
+    blotches = 1.0 + 0.012 * smooth_field(rng, (max(h // 16, 2), max(w // 16, 2)), (10.0, 10.0))
     gain = cv2.resize(blotches, (w, h), interpolation=cv2.INTER_LINEAR)
     gain *= across[None, :]
     gain *= down[:, None]

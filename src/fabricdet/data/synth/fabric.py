@@ -39,6 +39,7 @@ class Fabric:
         warp_thick, weft_thick (ndarray[J, I] uint8): thickness level (0..3) of each yarn at
             each crossing.
         gap (ndarray[J, I] bool): crossings where a yarn is missing.
+        hole (ndarray[J, I] bool): crossings where both yarns are missing (torn).
         warp_rgb (ndarray[I, 3] float32), weft_rgb (ndarray[J, 3] float32): yarn colours, RGB
             in 0..1.
         hairiness: loose fibres per 100 px² of fabric.
@@ -53,6 +54,7 @@ class Fabric:
     warp_thick: np.ndarray
     weft_thick: np.ndarray
     gap: np.ndarray
+    hole: np.ndarray
     warp_rgb: np.ndarray
     weft_rgb: np.ndarray
     hairiness: float
@@ -201,7 +203,7 @@ def sample_fabric(
         style = f"{weave} {kind}"
 
     # Shade jitter: per yarn, slowly along each yarn, and a faint fabric-wide mottling.
-    mottle = 0.02 * smooth_field(rng, shape, (30.0, 30.0))
+    mottle = 0.01 * smooth_field(rng, shape, (40.0, 40.0))
     warp_shade = (
         1.0
         + 0.04 * rng.standard_normal(n_warp, dtype=np.float32)[None, :]
@@ -236,6 +238,7 @@ def sample_fabric(
         warp_thick=level(warp_thick),
         weft_thick=level(weft_thick),
         gap=np.zeros(shape, bool),
+        hole=np.zeros(shape, bool),
         warp_rgb=warp_rgb.astype(np.float32),
         weft_rgb=weft_rgb.astype(np.float32),
         hairiness=float(rng.uniform(0.05, 0.4)),
@@ -268,7 +271,9 @@ def render_region(fabric: Fabric, x0: int, y0: int, width: int, height: int) -> 
     j_lo, j_hi, i_lo, i_hi = wj[0], wj[-1] + 1, wi[0], wi[-1] + 1
     sl = (slice(j_lo, j_hi), slice(i_lo, i_hi))
     over = fabric.over[sl]
-    codes = crossing_codes(over, fabric.warp_thick[sl], fabric.weft_thick[sl], fabric.gap[sl])
+    codes = crossing_codes(
+        over, fabric.warp_thick[sl], fabric.weft_thick[sl], fabric.gap[sl], fabric.hole[sl]
+    )
     shade = np.where(over, fabric.warp_shade[sl], fabric.weft_shade[sl])
     rows, cols = wj - j_lo, wi - i_lo
 

@@ -32,7 +32,8 @@ BIT_PREV_ON_TOP = 2  # the top yarn is also on top at the previous crossing alon
 BIT_NEXT_ON_TOP = 4
 THICK_SHIFT = 3  # two bits: thickness level of the top yarn
 BIT_GAP = 32  # a yarn is missing here: background shows in the interstices
-NUM_CODES = 64
+BIT_HOLE = 64  # both yarns are missing (a torn hole): only background shows
+NUM_CODES = 128
 
 
 def _twill(over: int, under: int) -> np.ndarray:
@@ -81,6 +82,7 @@ def crossing_codes(
     warp_thick: np.ndarray,
     weft_thick: np.ndarray,
     gap: np.ndarray,
+    hole: np.ndarray,
 ) -> np.ndarray:
     """Crossing codes of a fabric (see the module docstring).
 
@@ -89,6 +91,7 @@ def crossing_codes(
         warp_thick, weft_thick (ndarray[J, I] uint8): thickness level of each yarn at each
             crossing, in ``0..THICKNESS_LEVELS-1``.
         gap (ndarray[J, I] bool): crossings where a yarn is missing.
+        hole (ndarray[J, I] bool): crossings where both yarns are missing.
 
     Returns:
         codes (ndarray[J, I] uint8): values in ``0..NUM_CODES-1``.
@@ -107,6 +110,7 @@ def crossing_codes(
     codes |= next_on_top.astype(np.uint8) * BIT_NEXT_ON_TOP
     codes |= thick << THICK_SHIFT
     codes |= gap.astype(np.uint8) * BIT_GAP
+    codes |= hole.astype(np.uint8) * BIT_HOLE
     return codes
 
 
@@ -162,6 +166,8 @@ def shading_tables() -> tuple[np.ndarray, np.ndarray]:
         if gap:
             under = np.full_like(under, GAP_LEVEL)
         value = np.where(inside, top, under)
+        if code & BIT_HOLE:
+            value = np.full_like(value, GAP_LEVEL)
         warp_vis = inside if warp_top else ~inside
         bright[code] = value.reshape(CELL_LEVELS, sub, CELL_LEVELS, sub).mean(axis=(1, 3))
         frac = warp_vis.reshape(CELL_LEVELS, sub, CELL_LEVELS, sub).mean(axis=(1, 3))

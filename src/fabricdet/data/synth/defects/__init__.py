@@ -2,7 +2,7 @@
 
 Painters live in three modules by what they change: :mod:`.weave_edits` (which yarn lies on
 top, yarn shade/thickness, missing yarns), :mod:`.yarns` (extra yarn material: thick yarns,
-filaments, knots, neps, holes) and :mod:`.surface` (stains, marks, creases, bars).
+filaments, knots, neps) and :mod:`.surface` (stains, marks, creases, bars).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _kind(name: str, stage, paint, orientation=None) -> DefectKind:
 
 #: raw Tianchi defect name -> how it is rendered (all 34 names, all 20 categories).
 RAW_NAME_KINDS: dict[str, DefectKind] = {
-    "破洞": _kind("hole", "image", yarns.hole),
+    "破洞": _kind("hole", "weave", weave_edits.hole),
     "水渍": _kind("water_stain", "image", partial(surface.stain, kind="water")),
     "油渍": _kind("oil_stain", "image", partial(surface.stain, kind="oil")),
     "污渍": _kind("dirt_stain", "image", partial(surface.stain, kind="dirt")),

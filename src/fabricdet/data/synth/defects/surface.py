@@ -113,8 +113,8 @@ def abrasion(canvas: Canvas, rng: np.random.Generator, place: Placement, kind: s
     """磨痕 / 轧痕 / 修痕 / 烧毛痕: an elongated mark rubbed, pressed, mended or singed into
     the surface, streaked along its length."""
     bright, tint, streak_amp, sigma = _ABRASION[kind]
-    length = float(np.exp(rng.uniform(np.log(10), np.log(250))))
-    axes = (length, max(length * rng.uniform(0.05, 0.3), 2.0))
+    length = float(np.exp(rng.uniform(np.log(20), np.log(250))))
+    axes = (length, max(length * rng.uniform(0.05, 0.3), 3.0))
     angle = rng.uniform(0, np.pi) if kind in ("磨痕", "修痕") else rng.choice([0, np.pi / 2])
     shape = _ellipse(canvas, rng, (place.x, place.y), axes, angle + rng.normal(0, 0.05), 0.4, 0.35)
     if shape is None:

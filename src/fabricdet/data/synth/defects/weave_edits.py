@@ -186,9 +186,10 @@ def broken_spandex(fabric: Fabric, rng: np.random.Generator, place: Placement) -
     i0, i1 = _warp_run(fabric, rng, place, 0.6, 150)
     n = i1 - i0
     period = rng.uniform(3, 9)
-    crinkle = 1.0 + 0.15 * np.sin(2 * np.pi * np.arange(n) / period + rng.uniform(0, 6.3))
-    fabric.over[j : j + rows, i0:i1] = rng.random((rows, n)) < 0.2
-    fabric.weft_shade[j : j + rows, i0:i1] *= (crinkle * rng.uniform(0.85, 1.0)).astype(np.float32)
+    crinkle = 1.0 + 0.25 * np.sin(2 * np.pi * np.arange(n) / period + rng.uniform(0, 6.3))
+    fabric.over[j : j + rows, i0:i1] = rng.random((rows, n)) < 0.15
+    fabric.weft_shade[j : j + rows, i0:i1] *= (crinkle * rng.uniform(0.7, 0.85)).astype(np.float32)
+    fabric.gap[j : j + rows, i0:i1] = rng.random((rows, n)) < 0.3  # puckers open the weave
     fabric.weft_thick[j : j + rows, i0:i1] = THICKNESS_LEVELS - 1
     return _row(fabric, j, i0, i1, rows)
 
@@ -224,3 +225,25 @@ def density_bar(fabric: Fabric, rng: np.random.Generator, place: Placement) -> R
     fabric.weft_shade[band] *= rng.uniform(0.78, 0.9) if sparse else rng.uniform(1.04, 1.12)
     fabric.warp_shade[band] *= rng.uniform(0.85, 0.95) if sparse else 1.0
     return _row(fabric, j0, 0, fabric.num_warp, min(rows, fabric.num_weft - j0))
+
+
+def hole(fabric: Fabric, rng: np.random.Generator, place: Placement) -> RegionMask:
+    """破洞: a torn hole. The tear follows the yarns, so its edge is stepped; at the edge some
+    cells keep one of their two yarns (frayed ends), inside the backing shows through."""
+    pitch = fabric.pitch
+    w_px = float(np.exp(rng.uniform(np.log(6), np.log(90))))
+    h_px = float(np.clip(w_px * np.exp(rng.normal(0, 0.4)), 5, 120))
+    ni, nj = max(round(w_px / pitch[0]), 1), max(round(h_px / pitch[1]), 1)
+    j0 = int(np.clip(fabric.weft_at(place.y) - nj // 2, 0, max(fabric.num_weft - nj, 0)))
+    i0 = int(np.clip(fabric.warp_at(place.x) - ni // 2, 0, max(fabric.num_warp - ni, 0)))
+    nj, ni = min(nj, fabric.num_weft - j0), min(ni, fabric.num_warp - i0)
+    level = blob_mask(rng, nj, ni, 0.6)
+    cells = level > 0
+    cells[nj // 2, ni // 2] = True
+    # Cells near the edge: one yarn survives (frayed), chosen per cell.
+    frayed = cells & (level < 0.25) & (rng.random((nj, ni)) < 0.6)
+    sl = (slice(j0, j0 + nj), slice(i0, i0 + ni))
+    fabric.hole[sl] |= cells & ~frayed
+    fabric.gap[sl] |= frayed
+    fabric.over[sl] = np.where(frayed, rng.random((nj, ni)) < 0.5, fabric.over[sl])
+    return cells_to_mask(fabric, j0, i0, cells)

@@ -1,5 +1,5 @@
 """Defects drawn as extra yarn material lying on the rendered fabric: thick yarns, stray
-filaments, kinked wefts, knots, neps, and holes with frayed yarn ends.
+filaments, kinked wefts, knots and neps.
 
 Strands are polylines drawn anti-aliased into a small window; the drawn coverage is the alpha
 and the exact mask is ``alpha >= 0.5``. A blurred copy of the alpha shades each strand like a
@@ -41,14 +41,31 @@ def _composite(
     rng: np.random.Generator,
     crest_sigma: float,
     lit: float = 0.4,
+    twist: float = 0.12,
+    shadow: float = 0.25,
 ) -> RegionMask:
-    """Paint yarn-coloured material of coverage ``alpha`` over the canvas window ``box``."""
+    """Paint yarn-coloured material of coverage ``alpha`` over the canvas window ``box``.
+
+    The material is shaded like a round yarn (``lit``: crest-to-flank contrast), shows its
+    twist as diagonal stripes (``twist``: their contrast) and, lying on top of the cloth,
+    casts a soft shadow down and to the right (``shadow``: its depth).
+    """
     crest = cv2.GaussianBlur(alpha, (0, 0), max(crest_sigma, 0.5))
     crest /= max(float(crest.max()), 1e-6)
     h, w = alpha.shape
     fibre = 1.0 + 0.08 * smooth_field(rng, (h, w), (1.5, 1.5))
+    if twist > 0:
+        period = max(2.5 * crest_sigma, 2.5)
+        diag = np.add.outer(np.arange(h), np.arange(w)).astype(np.float32)
+        fibre *= 1.0 + twist * np.sin(diag * (2 * np.pi / period) + rng.uniform(0, 6.3))
     colour = rgb[None, None, :] * ((1.0 - lit + lit * crest) * fibre)[..., None]
     view = canvas.view(*box)
+    if shadow > 0:
+        cast = cv2.GaussianBlur(alpha, (0, 0), 1.2)
+        cast = np.roll(cast, (1, 1), axis=(0, 1))
+        cast[:1] = 0
+        cast[:, :1] = 0
+        view *= (1.0 - shadow * cast)[..., None]
     view += alpha[..., None] * (colour - view)
     return RegionMask(box[0], box[1], alpha >= 0.5)
 
@@ -152,7 +169,7 @@ def three_filament(canvas: Canvas, rng: np.random.Generator, place: Placement) -
         return _EMPTY
     rgb = _yarn_rgb(canvas, place.x, place.y, True)
     rgb = np.clip(rgb * 1.35 + 0.1, 0, 1.2) if rng.random() < 0.6 else rgb * 0.55
-    return _composite(canvas, *drawn, rgb, rng, width / 2, lit=0.25)
+    return _composite(canvas, *drawn, rgb, rng, width / 2, lit=0.25, twist=0.0, shadow=0.15)
 
 
 def weft_crimp(canvas: Canvas, rng: np.random.Generator, place: Placement) -> RegionMask:
@@ -161,17 +178,17 @@ def weft_crimp(canvas: Canvas, rng: np.random.Generator, place: Placement) -> Re
     length = float(np.exp(rng.uniform(np.log(25), np.log(350))))
     n = max(int(length * 1.5), 8)
     t = np.linspace(0, length, n)
-    radius = rng.uniform(1.5, 4.0)
-    omega = 2 * np.pi / rng.uniform(4.0, 10.0)
+    radius = rng.uniform(2.0, 5.0)
+    omega = 2 * np.pi / rng.uniform(5.0, 12.0)
     xs = place.x - length / 2 + t + radius * np.cos(omega * t)
     ys = place.y + radius * rng.uniform(0.6, 1.2) * np.sin(omega * t)
     ys += rng.uniform(0, 3) * smooth_curve(rng, n, n / 4)
-    width = max(fab.pitch[1] * rng.uniform(0.5, 0.8), 1.2)
+    width = max(fab.pitch[1] * rng.uniform(0.3, 0.5), 1.2)
     drawn = _strand_alpha(canvas, [np.stack([xs, ys], axis=1)], width)
     if drawn is None:
         return _EMPTY
-    rgb = _yarn_rgb(canvas, place.x, place.y, False) * rng.uniform(0.9, 1.12)
-    return _composite(canvas, *drawn, rgb, rng, width / 3)
+    rgb = _yarn_rgb(canvas, place.x, place.y, False) * rng.uniform(1.05, 1.25)
+    return _composite(canvas, *drawn, rgb, rng, width / 3, twist=0.0)
 
 
 def _lump(
@@ -204,6 +221,12 @@ def _lump(
     return _composite(canvas, box, alpha, rgb, rng, max(min(w, h) / 3, 0.7), lit=0.5)
 
 
+def _lump_shade(rng: np.random.Generator) -> float:
+    """Brightness of a knot relative to its yarn: packed fibres look darker, or catch the
+    light and look paler."""
+    return float(rng.uniform(0.5, 0.78) if rng.random() < 0.7 else rng.uniform(1.2, 1.4))
+
+
 def _tails(rng: np.random.Generator, centre: np.ndarray, count: int, length: tuple, angle=None):
     out = []
     for _ in range(count):
@@ -217,9 +240,9 @@ def _tails(rng: np.random.Generator, centre: np.ndarray, count: int, length: tup
 def knot(canvas: Canvas, rng: np.random.Generator, place: Placement) -> RegionMask:
     """结头: a knot tying two yarn ends: a small dense lump with two short tails."""
     centre = np.array([place.x, place.y])
-    size = (rng.uniform(5, 16), rng.uniform(4, 11))
+    size = (rng.uniform(6, 18), rng.uniform(5, 12))
     tails = _tails(rng, centre, int(rng.integers(1, 3)), (6, 22))
-    rgb = _yarn_rgb(canvas, place.x, place.y, True) * rng.uniform(0.75, 1.1)
+    rgb = _yarn_rgb(canvas, place.x, place.y, True) * _lump_shade(rng)
     return _lump(canvas, rng, centre, size, tails, rng.uniform(1.2, 2.2), rgb)
 
 
@@ -229,45 +252,15 @@ def warping_knot(canvas: Canvas, rng: np.random.Generator, place: Placement) -> 
     centre = np.array([place.x, place.y])
     size = (pitch * rng.uniform(1.2, 2.2), rng.uniform(10, 36))
     tails = _tails(rng, centre, 2, (10, 30), angle=np.pi / 2)
-    rgb = _yarn_rgb(canvas, place.x, place.y, True) * rng.uniform(0.78, 1.08)
+    rgb = _yarn_rgb(canvas, place.x, place.y, True) * _lump_shade(rng)
     return _lump(canvas, rng, centre, size, tails, rng.uniform(1.2, 2.0), rgb)
 
 
 def nep(canvas: Canvas, rng: np.random.Generator, place: Placement) -> RegionMask:
     """毛粒: a tiny ball of entangled fibres, usually paler than the yarn."""
     centre = np.array([place.x, place.y])
-    d = rng.uniform(3, 9)
+    d = rng.uniform(4, 11)
     tails = _tails(rng, centre, int(rng.integers(2, 6)), (d * 0.6, d * 1.3))
     rgb = _yarn_rgb(canvas, place.x, place.y, True)
-    rgb = np.clip(rgb * 1.25 + 0.12, 0, 1.15) if rng.random() < 0.75 else rgb * 0.6
+    rgb = np.clip(rgb * 1.3 + 0.2, 0, 1.2) if rng.random() < 0.75 else rgb * 0.5
     return _lump(canvas, rng, centre, (d, d * rng.uniform(0.7, 1.3)), tails, 1.0, rgb)
-
-
-def hole(canvas: Canvas, rng: np.random.Generator, place: Placement) -> RegionMask:
-    """破洞: a torn hole: the dark backing shows through, broken yarn ends stick into it."""
-    fab = canvas.fabric
-    w = int(np.exp(rng.uniform(np.log(6), np.log(90))))
-    h = int(np.clip(w * np.exp(rng.normal(0, 0.4)), 5, 120))
-    x0, y0 = int(place.x - w / 2), int(place.y - h / 2)
-    box = canvas.clip(x0, y0, x0 + w, y0 + h)
-    if box is None:
-        return _EMPTY
-    level = blob_mask(rng, h, w, 0.5)[box[1] - y0 : box[3] - y0, box[0] - x0 : box[2] - x0]
-    inside = level > 0
-    alpha = np.clip(level * max(w, h) / 2.0 + 0.5, 0, 1).astype(np.float32)
-    view = canvas.view(*box)
-    backing = rng.uniform(0.04, 0.16) * np.ones(3, np.float32)
-    view += alpha[..., None] * (backing - view)
-    # Broken yarn ends: short stubs along the warp and weft pointing into the hole.
-    ys, xs = np.nonzero(inside)
-    for _ in range(int(rng.integers(2, 3 + w // 8)) if len(xs) else 0):
-        k = int(rng.integers(len(xs)))
-        start = np.array([box[0] + xs[k], box[1] + ys[k]], float)
-        along_warp = rng.random() < 0.5  # a warp end points up/down, a weft end sideways
-        vec = np.array((0.0, 1.0) if along_warp else (1.0, 0.0)) * rng.choice([-1, 1])
-        stub = _line_path(rng, start, start + vec * rng.uniform(3, 10), 0.6, 2.0)
-        pitch = fab.pitch[0] if along_warp else fab.pitch[1]
-        drawn = _strand_alpha(canvas, [stub], max(pitch * 0.5, 1.0))
-        if drawn is not None:
-            _composite(canvas, *drawn, _yarn_rgb(canvas, *start, along_warp), rng, 0.8)
-    return RegionMask(box[0], box[1], inside)
