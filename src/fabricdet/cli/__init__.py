@@ -20,7 +20,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate a synthetic fabric-defect dataset in the Tianchi layout"),
     "convert": ("convert", "convert a dataset between the Tianchi, COCO and YOLO formats"),
     "eval-preds": ("eval_preds", "score a prediction file against a dataset"),
-    "bench-nms": ("bench_nms", "time every NMS method on synthetic detector candidates"),
 }
 
 

@@ -39,12 +39,17 @@ def box_area(boxes: Tensor) -> Tensor:
     return wh[..., 0] * wh[..., 1]
 
 
+def _split(boxes1: Tensor, boxes2: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """Coordinates as ``[..., N, 1]`` and ``[..., 1, M]`` columns: pairwise ops then broadcast
+    to ``[..., N, M]`` without the ``[..., N, M, 2]`` intermediates (about 2x faster on CPU)."""
+    return list(boxes1.unsqueeze(-2).unbind(-1)), list(boxes2.unsqueeze(-3).unbind(-1))
+
+
 def _inter_union(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
-    b1, b2 = boxes1.unsqueeze(-2), boxes2.unsqueeze(-3)
-    lt = torch.maximum(b1[..., :2], b2[..., :2])
-    rb = torch.minimum(b1[..., 2:], b2[..., 2:])
-    wh = (rb - lt).clamp_min(0)
-    inter = wh[..., 0] * wh[..., 1]
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = _split(boxes1, boxes2)
+    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp_min(0)
+    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp_min(0)
+    inter = iw * ih
     union = box_area(boxes1).unsqueeze(-1) + box_area(boxes2).unsqueeze(-2) - inter
     return inter, union
 
@@ -78,13 +83,13 @@ def pairwise_nwd(boxes1: Tensor, boxes2: Tensor, scale: float = 0.1) -> Tensor:
     while for compact boxes IoU stays the larger of the two measures. It is invariant to
     translating and scaling all boxes.
     """
-    b1, b2 = boxes1.unsqueeze(-2), boxes2.unsqueeze(-3)
-    c1 = (b1[..., :2] + b1[..., 2:]) / 2
-    c2 = (b2[..., :2] + b2[..., 2:]) / 2
-    wh1 = (b1[..., 2:] - b1[..., :2]).clamp_min(0)
-    wh2 = (b2[..., 2:] - b2[..., :2]).clamp_min(0)
-    w2sq = ((c1 - c2) ** 2).sum(-1) + ((wh1 - wh2) ** 2).sum(-1) / 4
-    longest = torch.maximum(wh1.amax(-1), wh2.amax(-1))
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = _split(boxes1, boxes2)
+    aw, ah = (ax2 - ax1).clamp_min(0), (ay2 - ay1).clamp_min(0)
+    bw, bh = (bx2 - bx1).clamp_min(0), (by2 - by1).clamp_min(0)
+    dx = (ax1 + ax2) / 2 - (bx1 + bx2) / 2  # per-box terms first, one pairwise op each
+    dy = (ay1 + ay2) / 2 - (by1 + by2) / 2
+    w2sq = dx * dx + dy * dy + ((aw - bw) ** 2 + (ah - bh) ** 2) / 4
+    longest = torch.maximum(torch.maximum(aw, ah), torch.maximum(bw, bh))
     # sqrt'(0) is infinite: shift the argument off 0 so identical boxes have finite gradients
     # (and W2 = 0 exactly, so even identical zero-area boxes have similarity 1).
     w2 = torch.sqrt(w2sq + _EPS) - _EPS**0.5
