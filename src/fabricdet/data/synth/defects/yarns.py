@@ -212,7 +212,7 @@ def _lump(
         if tails
         else np.zeros((box[3] - box[1], box[2] - box[0]), np.float32)
     )
-    blob = np.clip(blob_mask(rng, h, w, 0.45) * 3.0, 0.0, 1.0).astype(np.float32)
+    blob = np.clip(blob_mask(rng, h, w, 0.45) * 6.0, 0.0, 1.0).astype(np.float32)
     bx0, by0 = max(x0, box[0]), max(y0, box[1])
     bx1, by1 = min(x0 + w, box[2]), min(y0 + h, box[3])
     if bx1 > bx0 and by1 > by0:
@@ -240,7 +240,7 @@ def _tails(rng: np.random.Generator, centre: np.ndarray, count: int, length: tup
 def knot(canvas: Canvas, rng: np.random.Generator, place: Placement) -> RegionMask:
     """结头: a knot tying two yarn ends: a small dense lump with two short tails."""
     centre = np.array([place.x, place.y])
-    size = (rng.uniform(6, 18), rng.uniform(5, 12))
+    size = (rng.uniform(7, 22), rng.uniform(6, 14))
     tails = _tails(rng, centre, int(rng.integers(1, 3)), (6, 22))
     rgb = _yarn_rgb(canvas, place.x, place.y, True) * _lump_shade(rng)
     return _lump(canvas, rng, centre, size, tails, rng.uniform(1.2, 2.2), rgb)
