@@ -124,3 +124,11 @@ def test_config_validation_names_the_field() -> None:
     with pytest.raises(SynthError, match="class_weights"):
         SynthConfig(class_weights={99: 1.0}).validate()
     SynthConfig().validate()
+
+
+@pytest.mark.parametrize("size", [(32, 32), (700, 48)])
+def test_tiny_and_odd_sizes_render_every_category(size: tuple[int, int]) -> None:
+    for cid in range(1, 21):
+        image, instances = render_sample(1, cid, size, categories=[cid, cid])
+        assert image.shape == (size[1], size[0], 3)
+        _check_instances(instances, size)

@@ -8,6 +8,9 @@
     OUT/Annotations/splits.json           {"train": [...], "val": [...], "test": [...]}
     OUT/Annotations/instances_{train,val,test}.json   COCO, RLE masks, file_name relative to OUT
 
+Boxes are xyxy floats in pixel-edge coordinates, the tight box of the instance's exact mask: a
+mask spanning columns ``c0..c1`` and rows ``r0..r1`` has the box ``[c0, r0, c1 + 1, r1 + 1]``.
+
 Images are rendered in parallel worker processes, each writing its own JPEG; the annotation
 files are written last, atomically, so a folder with annotation files is always complete.
 """

@@ -148,9 +148,8 @@ def three_filament(canvas: Canvas, rng: np.random.Generator, place: Placement) -
     angle = rng.normal(0, 0.08) if r < 0.5 else np.pi / 2 + rng.normal(0, 0.08)
     if r > 0.8:
         angle = rng.uniform(0, np.pi)
-    length = float(
-        np.exp(rng.uniform(np.log(50), np.log(0.7 * (place.bounds[2] - place.bounds[0]))))
-    )
+    longest = max(0.7 * (place.bounds[2] - place.bounds[0]), 60.0)
+    length = float(np.exp(rng.uniform(np.log(50), np.log(longest))))
     direction = np.array([np.cos(angle), np.sin(angle)])
     centre = np.array([place.x, place.y])
     base = _line_path(
