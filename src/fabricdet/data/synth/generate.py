@@ -141,7 +141,7 @@ def generate_dataset(
         raise SynthError(f"image size {size[0]}x{size[1]} is too small; use at least 32x32")
     if len(splits) != 3 or min(splits) < 0 or sum(splits) <= 0:
         raise SynthError(f"splits must be 3 proportions >= 0 (train, val, test), got {splits}")
-    workers = os.cpu_count() or 1 if workers is None else workers
+    workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise SynthError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)

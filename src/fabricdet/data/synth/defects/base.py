@@ -71,7 +71,7 @@ class Canvas:
 
 _SHIFT = 2  # OpenCV sub-pixel bits: polyline vertices on a quarter-pixel grid
 
-Target = Fabric | Canvas
+#: ``paint(fabric_or_canvas, rng, place) -> RegionMask`` (see the module docstring).
 Painter = Callable[..., RegionMask]
 
 
