@@ -177,8 +177,10 @@ def generate_dataset(
                     results[index] = (name, inst)
                     bar.update()
 
+    # Ids are 1-based in name order, the numbering the Tianchi reader gives the same folder,
+    # so predictions made from the COCO files score against the Tianchi layout too.
     records = [
-        ImageRecord(index, results[index][0], size[0], size[1], results[index][1])
+        ImageRecord(index + 1, results[index][0], size[0], size[1], results[index][1])
         for index in range(num_images)
     ]
     _split_names(records, splits, seed)
