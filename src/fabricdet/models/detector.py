@@ -1,0 +1,181 @@
+"""The fabric defect detector: backbone -> FPN -> dense head -> NMS (SinkhornNMS by default).
+
+torchvision's contract: ``model(images, targets=None)`` with ``images`` a list of
+``Tensor[3, H, W]`` in [0, 1] (any sizes; wide images stay wide, they are only padded to a
+multiple of the largest stride). Training returns a dict of named losses: the dense one-to-many
+losses (``cls``, ``box``, ``embed``) and the set loss on SinkhornNMS' slots (``set_keep``,
+``set_box``), whose gradients reach scores, boxes and embeddings through the matching. Eval
+returns one dict per image with ``boxes`` (Tensor[K, 4], xyxy in input pixels), ``scores``
+(Tensor[K]) and ``labels`` (Tensor[K] int64, 0-based); the NMS method is the attribute
+``nms_method`` and can be changed at any time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fabricdet.errors import FabricdetError
+from fabricdet.models.assigner import assign
+from fabricdet.models.backbones import build_backbone, load_backbone_weights
+from fabricdet.models.candidates import Candidates, select_candidates
+from fabricdet.models.config import ModelConfig
+from fabricdet.models.head import DenseHead, HeadOutput, Neck, decode_boxes
+from fabricdet.models.losses import box_loss, embedding_loss, quality_focal_loss
+from fabricdet.models.set_loss import SetCriterion
+from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
+
+
+class FabricDetector(nn.Module):
+    """Dense anchor-free detector trained end to end through SinkhornNMS.
+
+    Args:
+        cfg: model configuration.
+        num_classes: number of foreground classes.
+    """
+
+    def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.backbone = build_backbone(cfg.backbone, cfg.width)
+        if cfg.backbone_weights:
+            load_backbone_weights(self.backbone, cfg.backbone_weights)
+        strides = tuple(cfg.strides)
+        self.neck = Neck(self.backbone.out_channels, strides, cfg.fpn_channels)
+        self.head = DenseHead(cfg.fpn_channels, num_classes, strides, cfg.head_convs, cfg.embed_dim)
+        sk = cfg.sinkhorn
+        self.sinkhorn = SinkhornNMS(
+            iou_threshold=sk.iou_threshold, eps=sk.eps_start, num_iters=sk.num_iters,
+            spatial_weight=sk.spatial_weight, feature_weight=sk.feature_weight,
+            quality_weight=sk.quality_weight, dustbin_cost=sk.dustbin_cost,
+            overlap=sk.overlap, max_slots=cfg.slots,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.criterion = SetCriterion()
+        self.size_divisor = max(strides)
+        self._nms_method = ""
+        self.nms_method = cfg.nms
+
+    @property
+    def nms_method(self) -> str:
+        return self._nms_method
+
+    @nms_method.setter
+    def nms_method(self, method: str) -> None:
+        if method not in NMS_METHODS:
+            raise FabricdetError(f"unknown NMS method {method!r}; choose one of {NMS_METHODS}")
+        self._nms_method = method
+
+    def set_epoch_progress(self, progress: float) -> None:
+        """Anneal SinkhornNMS' eps geometrically from ``eps_start`` to ``eps`` over training."""
+        sk = self.cfg.sinkhorn
+        p = min(max(progress, 0.0), 1.0)
+        self.sinkhorn.eps = sk.eps_start * (sk.eps / sk.eps_start) ** p
+
+    def _batch(self, images: list[Tensor]) -> Tensor:
+        """Normalise and pad to a common size that is a multiple of the largest stride."""
+        h = max(img.shape[-2] for img in images)
+        w = max(img.shape[-1] for img in images)
+        d = self.size_divisor
+        h, w = math.ceil(h / d) * d, math.ceil(w / d) * d
+        # woven fabric is mostly mid-grey: centre on 0.5 so padding (0) reads as plain cloth
+        return torch.stack(
+            [
+                F.pad((img - 0.5) / 0.25, (0, w - img.shape[-1], 0, h - img.shape[-2]))
+                for img in images
+            ]
+        )
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        feats = self.neck(self.backbone(self._batch(images)))
+        out = self.head(feats)
+        if self.training:
+            if targets is None:
+                raise ValueError("training mode needs targets")
+            return self.losses(out, targets, sizes)
+        return self.postprocess(out, sizes)
+
+    def losses(
+        self, out: HeadOutput, targets: list[dict[str, Tensor]], sizes: list[tuple[int, int]]
+    ) -> dict[str, Tensor]:
+        """Dense losses (assigned per image) plus the set loss through SinkhornNMS."""
+        boxes = decode_boxes(out.points, out.distances)  # [B, A, 4]
+        scores = out.cls_logits.detach().sigmoid()
+        cls_sum = box_sum = embed_sum = out.cls_logits.sum() * 0
+        num_pos = 0.0
+        for b, target in enumerate(targets):
+            gt_boxes, gt_labels = target["boxes"].to(boxes.dtype), target["labels"]
+            a = assign(out.points, out.strides, boxes[b].detach(), scores[b], gt_boxes, gt_labels)
+            pos = a.gt_index >= 0
+            cls_target = torch.zeros_like(out.cls_logits[b])
+            cls_target[pos, gt_labels[a.gt_index[pos]]] = a.iou[pos]
+            cls_sum = cls_sum + quality_focal_loss(out.cls_logits[b], cls_target)
+            box_sum = box_sum + box_loss(
+                boxes[b][pos], gt_boxes[a.gt_index[pos]], torch.ones_like(a.iou[pos])
+            )
+            if out.embeddings.shape[-1]:
+                embed_sum = embed_sum + embedding_loss(out.embeddings[b][pos], a.gt_index[pos])
+            num_pos += float(pos.sum())
+        norm = max(num_pos, 1.0)
+        losses = {
+            "cls": cls_sum / norm,
+            "box": 2.0 * box_sum / norm,
+            "embed": embed_sum / len(targets),
+        }
+        if self.cfg.set_loss:
+            cand = select_candidates(out, sizes, self.cfg.set_topk, score_thresh=0.0)
+            nms = self.sinkhorn(
+                cand.boxes, cand.scores, cand.labels, self._embeddings(cand), cand.mask
+            )
+            set_losses = self.criterion(nms, targets)
+            losses.update({k: self.cfg.set_loss_weight * v for k, v in set_losses.items()})
+        return losses
+
+    def _embeddings(self, cand: Candidates) -> Tensor | None:
+        return cand.embeddings if cand.embeddings.shape[-1] else None
+
+    @torch.no_grad()
+    def postprocess(self, out: HeadOutput, sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        """Score threshold and top-k per image, then the chosen NMS method."""
+        cfg = self.cfg
+        cand = select_candidates(out, sizes, cfg.topk_candidates, cfg.score_thresh)
+        results = []
+        for b in range(len(sizes)):
+            m = cand.mask[b]
+            boxes, scores, labels = cand.boxes[b][m], cand.scores[b][m], cand.labels[b][m]
+            options: dict[str, Any] = {}
+            if self.nms_method == "sinkhorn":
+                sk = cfg.sinkhorn
+                options = {
+                    "eps": sk.eps, "num_iters": sk.num_iters, "spatial_weight": sk.spatial_weight,
+                    "feature_weight": sk.feature_weight, "quality_weight": sk.quality_weight,
+                    "dustbin_cost": sk.dustbin_cost, "overlap": sk.overlap,
+                }  # fmt: skip
+                emb = self._embeddings(cand)
+                if emb is not None:
+                    options["embeddings"] = emb[b][m]
+            res = batched_nms(
+                boxes, scores, labels, cfg.sinkhorn.iou_threshold, method=self.nms_method,
+                return_result=True, **options,
+            )  # fmt: skip
+            top = slice(0, cfg.detections_per_img)
+            results.append(
+                {
+                    "boxes": res.boxes[top],
+                    "scores": res.scores[top],
+                    "labels": labels[res.keep][top],
+                }
+            )
+        return results
+
+
+def build_model(cfg: ModelConfig, num_classes: int) -> FabricDetector:
+    """The detector for ``num_classes`` foreground classes."""
+    return FabricDetector(cfg, num_classes)

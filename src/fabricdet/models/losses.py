@@ -1,0 +1,59 @@
+"""Dense one-to-many losses: quality focal loss, GIoU, and an embedding pull-push loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import generalized_box_iou_loss
+
+
+def quality_focal_loss(logits: Tensor, targets: Tensor, beta: float = 2.0) -> Tensor:
+    """Quality focal loss (GFL): BCE towards a soft IoU target, focused by ``|y - p|^beta``.
+
+    Args:
+        logits (Tensor[..., C]), targets (Tensor[..., C]) in [0, 1].
+
+    Returns:
+        the summed loss (Tensor[]); divide by the number of positives.
+    """
+    prob = logits.sigmoid()
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return (bce * (prob - targets).abs().pow(beta)).sum()
+
+
+def box_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Weighted GIoU loss, summed. ``pred, target (Tensor[P, 4])`` xyxy; ``weight (Tensor[P])``."""
+    if pred.numel() == 0:
+        return pred.sum() * 0
+    return (generalized_box_iou_loss(pred, target, reduction="none") * weight).sum()
+
+
+def embedding_loss(embeddings: Tensor, gt_index: Tensor, margin: float = 0.3) -> Tensor:
+    """Pull the embeddings of one object together, push different objects' means apart.
+
+    Gives SinkhornNMS' appearance term a direct signal (the set loss trains it end to end too):
+    duplicates of one defect should look alike, two adjacent defects should not.
+
+    Args:
+        embeddings (Tensor[P, D]): embeddings of one image's positive locations.
+        gt_index (Tensor[P] int64): the object each belongs to.
+        margin: cosine similarity above which two objects' means are pushed apart.
+
+    Returns:
+        loss (Tensor[]) averaged over objects.
+    """
+    if embeddings.numel() == 0:
+        return embeddings.sum() * 0
+    emb = F.normalize(embeddings, dim=-1)
+    ids, inverse = torch.unique(gt_index, return_inverse=True)
+    sums = torch.zeros(len(ids), emb.shape[1], dtype=emb.dtype, device=emb.device)
+    sums.index_add_(0, inverse, emb)
+    means = F.normalize(sums, dim=-1)
+    pull = (1 - (emb * means[inverse]).sum(-1)).mean()
+    if len(ids) < 2:
+        return pull
+    sim = means @ means.T
+    off_diag = ~torch.eye(len(ids), dtype=torch.bool, device=emb.device)
+    push = torch.relu(sim[off_diag] - margin).mean()
+    return pull + push

@@ -1,0 +1,81 @@
+"""Set loss on SinkhornNMS' slots: what trains the detector *through* its duplicate removal.
+
+Slots are matched one-to-one to ground-truth objects (Hungarian matching, as in DETR); a matched
+slot must survive (keep probability -> 1) and its plan-fused box must fit the object (GIoU); every
+other slot must be suppressed (keep probability -> 0). The gradients flow through the Sinkhorn
+plan into the candidates' scores, boxes and embeddings.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+from torchvision.ops import box_iou, generalized_box_iou, generalized_box_iou_loss
+
+from fabricdet.ops import SinkhornNMSOutput
+
+
+class SetCriterion:
+    """Hungarian-matched keep and box losses on SinkhornNMS outputs.
+
+    Args:
+        keep_weight, box_weight: loss weights.
+        min_iou: a match counts only if the slot's fused box overlaps its object this much
+            (early in training the matching would otherwise force random slots to survive).
+    """
+
+    def __init__(self, keep_weight: float = 1.0, box_weight: float = 2.0, min_iou: float = 0.3):
+        self.keep_weight = keep_weight
+        self.box_weight = box_weight
+        self.min_iou = min_iou
+
+    @torch.no_grad()
+    def match(self, out: SinkhornNMSOutput, b: int, gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
+        """Slot index matched to each GT of image ``b`` (-1 when unmatched). ``Tensor[G]``."""
+        matched = torch.full((len(gt_labels),), -1, dtype=torch.long, device=gt_labels.device)
+        valid = out.slot_mask[b].nonzero().squeeze(1)
+        if len(valid) == 0 or len(gt_labels) == 0:
+            return matched
+        boxes = out.boxes[b, valid].float()
+        cost = 2 * (1 - generalized_box_iou(boxes, gt_boxes)) - out.keep_prob[b, valid, None]
+        cost = cost + 1e3 * (out.labels[b, valid, None] != gt_labels[None, :])
+        rows, cols = linear_sum_assignment(cost.cpu().numpy())
+        rows_t = torch.as_tensor(rows, device=valid.device)
+        cols_t = torch.as_tensor(cols, device=valid.device)
+        iou = box_iou(boxes[rows_t], gt_boxes[cols_t]).diagonal()
+        same = out.labels[b, valid[rows_t]] == gt_labels[cols_t]
+        ok = same & (iou >= self.min_iou)
+        matched[cols_t[ok]] = valid[rows_t[ok]]
+        return matched
+
+    def __call__(
+        self, out: SinkhornNMSOutput, targets: list[dict[str, Tensor]]
+    ) -> dict[str, Tensor]:
+        """Losses summed over images and divided by the number of objects.
+
+        Returns:
+            ``{"set_keep": Tensor[], "set_box": Tensor[]}``.
+        """
+        keep_target = torch.zeros_like(out.keep_prob)
+        pred_boxes, gt_boxes = [], []
+        num_gt = 0
+        for b, target in enumerate(targets):
+            matched = self.match(out, b, target["boxes"], target["labels"])
+            hit = matched >= 0
+            keep_target[b, matched[hit]] = 1.0
+            pred_boxes.append(out.boxes[b, matched[hit]])
+            gt_boxes.append(target["boxes"][hit])
+            num_gt += len(target["labels"])
+        norm = max(num_gt, 1)
+        prob = out.keep_prob.clamp(1e-6, 1 - 1e-6).float()
+        keep = F.binary_cross_entropy(prob, keep_target, reduction="none")
+        keep = (keep * out.slot_mask).sum() / norm
+        pb, gb = torch.cat(pred_boxes), torch.cat(gt_boxes)
+        box = (
+            generalized_box_iou_loss(pb.float(), gb, reduction="sum") / norm
+            if len(pb)
+            else prob.sum() * 0
+        )
+        return {"set_keep": self.keep_weight * keep, "set_box": self.box_weight * box}

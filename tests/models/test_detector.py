@@ -1,0 +1,98 @@
+"""The detector: torchvision's contract, assignment, and gradients through SinkhornNMS."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fabricdet.errors import FabricdetError
+from fabricdet.models import ModelConfig, build_model
+from fabricdet.models.assigner import assign
+from fabricdet.models.losses import embedding_loss
+from fabricdet.ops import NMS_METHODS
+
+SMALL = ModelConfig(width=8, fpn_channels=16, embed_dim=8, set_topk=50, slots=20)
+
+
+def _batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 96, 256, generator=g), torch.rand(3, 80, 200, generator=g)]
+    targets = [
+        {"boxes": torch.tensor([[20.0, 20.0, 60.0, 40.0], [0.0, 50.0, 250.0, 52.0]]),
+         "labels": torch.tensor([1, 2])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
+    ]  # fmt: skip
+    return images, targets
+
+
+def test_training_returns_named_finite_losses_and_gradients_reach_heads() -> None:
+    torch.manual_seed(0)
+    model = build_model(SMALL, num_classes=3).train()
+    images, targets = _batch()
+    losses = model(images, targets)
+    assert set(losses) == {"cls", "box", "embed", "set_keep", "set_box"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    # gradients of the set loss alone reach the classification, box and embedding convs
+    model.zero_grad()
+    (losses["set_keep"] + losses["set_box"]).backward()
+    for name in ("head.cls.weight", "head.embed.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_eval_contract_for_every_nms_method() -> None:
+    cfg = ModelConfig(**{**SMALL.__dict__, "topk_candidates": 200})
+    model = build_model(cfg, num_classes=3).eval()
+    torch.nn.init.zeros_(model.head.cls.bias)  # scores ~0.5: candidates above every floor
+    images, _ = _batch()
+    with torch.no_grad():
+        for method in NMS_METHODS:
+            model.nms_method = method
+            out = model(images)
+            assert len(out) == 2
+            for det, img in zip(out, images, strict=True):
+                assert set(det) == {"boxes", "scores", "labels"}
+                assert det["boxes"].shape[1] == 4 and det["boxes"].dtype == torch.float32
+                assert det["labels"].dtype == torch.int64
+                assert len(det["boxes"]) == len(det["scores"]) == len(det["labels"])
+                assert 0 < len(det["boxes"]) <= cfg.detections_per_img
+                assert det["boxes"][:, 2].max() <= img.shape[-1]
+    with pytest.raises(FabricdetError, match="unknown NMS method"):
+        model.nms_method = "fastest"
+
+
+def test_wide_images_stay_wide() -> None:
+    model = build_model(SMALL, num_classes=3)
+    batch = model._batch([torch.rand(3, 100, 245)])
+    assert batch.shape[-2:] == (128, 256)  # padded to the stride, aspect kept
+
+
+def test_assigner_gives_thin_and_tiny_objects_positives() -> None:
+    # a 2 px thread across the image and a 3 px knot
+    points, strides = [], []
+    for s in (4, 8, 16):
+        ys, xs = torch.meshgrid(torch.arange(128 // s), torch.arange(512 // s), indexing="ij")
+        points.append((torch.stack([xs, ys], -1).reshape(-1, 2) + 0.5) * s)
+        strides.append(torch.full((xs.numel(),), float(s)))
+    pts, st = torch.cat(points).float(), torch.cat(strides)
+    gt = torch.tensor([[0.0, 60.0, 512.0, 62.0], [200.0, 20.0, 203.0, 23.0]])
+    pred = torch.cat([pts - 3, pts + 3], 1)
+    scores = torch.full((len(pts), 2), 0.1)
+    a = assign(pts, st, pred, scores, gt, torch.tensor([0, 1]))
+    assert (a.gt_index == 0).sum() >= 1 and (a.gt_index == 1).sum() >= 1
+
+
+def test_embedding_loss_pulls_and_pushes() -> None:
+    same = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]])
+    ids = torch.tensor([0, 0, 1, 1])
+    assert embedding_loss(same, ids) < 1e-6
+    assert embedding_loss(mixed, ids) > 0.3
+
+
+def test_eps_is_annealed() -> None:
+    model = build_model(SMALL, num_classes=3)
+    model.set_epoch_progress(0.0)
+    assert model.sinkhorn.eps == pytest.approx(SMALL.sinkhorn.eps_start)
+    model.set_epoch_progress(1.0)
+    assert model.sinkhorn.eps == pytest.approx(SMALL.sinkhorn.eps)
