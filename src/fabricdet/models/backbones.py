@@ -74,19 +74,16 @@ class TinyBackbone(nn.Module):
         return out
 
 
+# torchvision node -> stride of the stages each network is cut at
+_TORCHVISION_NODES: dict[str, dict[str, str]] = {
+    "resnet18": {"layer1": "4", "layer2": "8", "layer3": "16", "layer4": "32"},
+    "resnet50": {"layer1": "4", "layer2": "8", "layer3": "16", "layer4": "32"},
+    "mobilenet_v3": {"features.1": "4", "features.3": "8", "features.8": "16", "features.16": "32"},
+}
+
+
 class TorchvisionBackbone(nn.Module):
     """A torchvision classification network cut at its stride-4..32 stages."""
-
-    _NODES = {
-        "resnet18": {"layer1": "4", "layer2": "8", "layer3": "16", "layer4": "32"},
-        "resnet50": {"layer1": "4", "layer2": "8", "layer3": "16", "layer4": "32"},
-        "mobilenet_v3": {
-            "features.1": "4",
-            "features.3": "8",
-            "features.8": "16",
-            "features.16": "32",
-        },  # fmt: skip
-    }
 
     def __init__(self, name: str) -> None:
         super().__init__()
@@ -94,7 +91,7 @@ class TorchvisionBackbone(nn.Module):
             net = torchvision.models.mobilenet_v3_large(weights=None)
         else:
             net = getattr(torchvision.models, name)(weights=None)
-        self.body = create_feature_extractor(net, return_nodes=self._NODES[name])
+        self.body = create_feature_extractor(net, return_nodes=_TORCHVISION_NODES[name])
         with torch.no_grad():
             probe = self.body(torch.zeros(1, 3, 64, 64))
         self.out_channels = {k: v.shape[1] for k, v in probe.items()}
@@ -110,7 +107,7 @@ def build_backbone(name: str, width: int = 24) -> nn.Module:
     """Backbone by name (one of :data:`BACKBONES`), randomly initialised."""
     if name == "tiny":
         return TinyBackbone(width)
-    if name in TorchvisionBackbone._NODES:
+    if name in _TORCHVISION_NODES:
         return TorchvisionBackbone(name)
     raise FabricdetError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 

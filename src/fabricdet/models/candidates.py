@@ -35,7 +35,7 @@ def select_candidates(
 
     Locations in the batch padding (outside an image's ``(H, W)``) never qualify.
     """
-    b, a, c = out.cls_logits.shape
+    _b, a, c = out.cls_logits.shape
     scores = out.cls_logits.sigmoid()
     hw = torch.tensor(sizes, dtype=out.points.dtype, device=out.points.device)  # [B, 2] (H, W)
     inside = (out.points.unsqueeze(0) < hw.flip(1).unsqueeze(1)).all(-1)  # [B, A]

@@ -103,7 +103,7 @@ class DenseHead(nn.Module):
         for level, (x, stride) in enumerate(zip(feats, self.strides, strict=True)):
             c = self.cls_tower(x)
             r = self.reg_tower(x)
-            b, _, h, w = x.shape
+            _b, _, h, w = x.shape
             cls_out.append(self.cls(c).flatten(2).transpose(1, 2))
             # exp keeps distances positive and spans thin (a pixel) to long (whole image) boxes
             raw = (self.reg(r) * self.scales[level]).clamp(max=8.0)
@@ -118,7 +118,7 @@ class DenseHead(nn.Module):
             strides.append(torch.full((h * w,), float(stride), device=x.device, dtype=x.dtype))
         cls_logits = torch.cat(cls_out, 1)
         embeddings = (
-            torch.cat(emb_out, 1) if emb_out else cls_logits.new_zeros(cls_logits.shape[:2] + (0,))
+            torch.cat(emb_out, 1) if emb_out else cls_logits.new_zeros((*cls_logits.shape[:2], 0))
         )
         return HeadOutput(
             cls_logits, torch.cat(dist_out, 1), embeddings, torch.cat(points), torch.cat(strides)
