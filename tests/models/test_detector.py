@@ -96,3 +96,13 @@ def test_eps_is_annealed() -> None:
     assert model.sinkhorn.eps == pytest.approx(SMALL.sinkhorn.eps_start)
     model.set_epoch_progress(1.0)
     assert model.sinkhorn.eps == pytest.approx(SMALL.sinkhorn.eps)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3"])
+def test_torchvision_backbones_give_strides_4_to_32(name: str) -> None:
+    from fabricdet.models.backbones import build_backbone
+
+    feats = build_backbone(name)(torch.rand(1, 3, 64, 128))
+    assert {k: tuple(v.shape[-2:]) for k, v in feats.items()} == {
+        "4": (16, 32), "8": (8, 16), "16": (4, 8), "32": (2, 4),
+    }  # fmt: skip
