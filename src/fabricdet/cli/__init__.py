@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate a synthetic fabric-defect dataset in the Tianchi layout"),
     "convert": ("convert", "convert a dataset between the Tianchi, COCO and YOLO formats"),
     "eval-preds": ("eval_preds", "score a prediction file against a dataset"),
+    "train": ("train", "train a detector (single process or torchrun DDP; resumable)"),
+    "eval": ("eval", "evaluate a trained model on a dataset split (COCO AP, Tianchi score)"),
+    "detect": ("detect", "detect defects in image files; write JSON and annotated images"),
 }
 
 

@@ -1,0 +1,51 @@
+"""``fabricdet detect MODEL IMAGES... --out DIR``: detections on image files.
+
+IMAGES are files or folders (their image files). DIR receives ``detections.json`` (per image:
+file, boxes in original pixels, scores, labels, category ids and names, masks as RLE when the
+model predicts them) and one annotated JPEG per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fabricdet.engine.checkpoint import load_model
+from fabricdet.engine.inference import check_nms
+from fabricdet.engine.predict import detect, write_detections
+from fabricdet.ops.nms import NMS_METHODS
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="model.pt (or the run folder holding it)")
+    parser.add_argument("images", type=Path, nargs="+", help="image files or folders")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--nms", default=None, help=f"NMS method: {', '.join(NMS_METHODS)} (default: the run's)"
+    )
+    parser.add_argument(
+        "--score-threshold", type=float, default=None, help="drop detections below this"
+    )
+    parser.add_argument("--no-draw", action="store_true", help="write detections.json only")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    # IMAGES may be split by options ("MODEL a.jpg --out D b.jpg").
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.nms is not None:
+        check_nms(args.nms)
+    loaded = load_model(args.model, device="cpu")
+    detections = detect(
+        loaded,
+        args.images,
+        nms=args.nms,
+        score_threshold=args.score_threshold,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    path = write_detections(detections, args.out, draw=not args.no_draw)
+    total = sum(len(d.scores) for d in detections)
+    print(f"{total} detections in {len(detections)} images: {path}")
+    return 0

@@ -1,0 +1,94 @@
+"""``fabricdet eval MODEL DATA [--nms METHOD] [--split S] [--json] [--out DIR]``.
+
+Runs MODEL (``model.pt`` or its run folder) on a split of DATA (default: the run's validation
+split; ``all`` for every image), prints COCO AP/AP50/AP75, the Tianchi score (ACC, VOC mAP) and
+the latency, and writes the Tianchi submission, the COCO results and the metrics to --out
+(default: beside MODEL). ``--json`` prints exactly one JSON object on stdout (progress goes to
+stderr); ``--nms all`` evaluates every NMS method and prints ``{method: metrics}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from fabricdet.data.formats import load_dataset_with_report
+from fabricdet.engine.checkpoint import load_model
+from fabricdet.engine.evaluate import evaluate, evaluate_all_nms
+from fabricdet.engine.inference import check_nms
+from fabricdet.metrics import format_summary
+from fabricdet.ops.nms import NMS_METHODS
+
+ALL_METHODS = "all"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="model.pt (or the run folder holding it)")
+    parser.add_argument("data", type=Path, help="dataset: Tianchi folder, COCO JSON, YOLO folder")
+    parser.add_argument(
+        "--nms",
+        default=None,
+        help=f"NMS method: {', '.join(NMS_METHODS)}, or '{ALL_METHODS}' (default: the run's)",
+    )
+    parser.add_argument("--split", default=None, help="split to score, or 'all' (default: val)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: MODEL's)")
+    parser.add_argument(
+        "--score-threshold", type=float, default=None, help="drop detections below this"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--lenient", action="store_true", help="skip bad dataset records")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.nms is not None and args.nms != ALL_METHODS:
+        check_nms(args.nms)
+    loaded = load_model(args.model, device="cpu")
+    dataset, report = load_dataset_with_report(args.data, strict=not args.lenient)
+    if not report.clean:
+        print(report.format(), file=sys.stderr)
+    eval_cfg = loaded.config.eval
+    if args.score_threshold is not None:
+        eval_cfg = dataclasses.replace(eval_cfg, score_threshold=args.score_threshold)
+    out_dir = args.out or loaded.path.parent
+    if args.nms == ALL_METHODS:
+        results = evaluate_all_nms(
+            loaded,
+            dataset,
+            split=args.split,
+            eval_cfg=eval_cfg,
+            out_dir=out_dir,
+            device=args.device,
+            progress=not args.quiet,
+        )
+        if args.json:
+            print(json.dumps(results, ensure_ascii=False))
+        else:
+            for method, summary in results.items():
+                print(f"== NMS {method}: {summary['ms_per_image']:.1f} ms/image")
+                print(format_summary(summary), end="\n\n")
+        return 0
+    summary = evaluate(
+        loaded,
+        dataset,
+        split=args.split,
+        nms=args.nms,
+        eval_cfg=eval_cfg,
+        out_dir=out_dir,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(
+            f"NMS {summary['nms']}, split {summary['split']}: "
+            f"{summary['ms_per_image']:.1f} ms/image"
+        )
+        print(format_summary(summary))
+        print(f"wrote {', '.join(summary['files'].values())}")
+    return 0

@@ -1,0 +1,221 @@
+"""Evaluation of a trained model on a dataset split, for one NMS method or all of them.
+
+:func:`evaluate` runs the model, maps its detections back to original pixels and file-level
+category ids (:class:`~fabricdet.metrics.Predictions`), scores them with
+:func:`~fabricdet.metrics.evaluate_predictions` (COCO AP/AP50/AP75, Tianchi score, ACC, VOC
+mAP, mask metrics when both sides have masks), adds the latency, and optionally writes the
+Tianchi submission, the COCO results and the metrics as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fabricdet.data.categories import Category
+from fabricdet.data.dataset import DetectionDataset
+from fabricdet.data.formats.atomic import atomic_write_json
+from fabricdet.data.formats.rle import encode_mask
+from fabricdet.engine.checkpoint import LoadedModel
+from fabricdet.engine.config import EvalConfig
+from fabricdet.engine.data import TorchDetectionDataset, collate, select_split
+from fabricdet.engine.distributed import resolve_device
+from fabricdet.engine.inference import Runner, set_nms
+from fabricdet.engine.monitor import Progress
+from fabricdet.errors import DataError
+from fabricdet.metrics import (
+    Predictions,
+    evaluate_predictions,
+    write_coco_results,
+    write_tianchi_submission,
+)
+from fabricdet.ops.nms import NMS_METHODS
+
+
+def category_ids(model_categories: Sequence[Category], dataset: DetectionDataset) -> np.ndarray:
+    """The dataset's category id of each model label.
+
+    Matched by id when every model category's id names the same category in the dataset
+    (Tianchi ids, COCO files written by fabricdet), else by name (a YOLO export numbers its
+    classes afresh).
+
+    Returns:
+        ndarray[num_model_classes] int64.
+
+    Raises:
+        DataError: the dataset lacks some of the model's categories.
+    """
+    by_id = {c.id: c.name for c in dataset.categories}
+    if all(by_id.get(c.id) == c.name for c in model_categories):
+        return np.array([c.id for c in model_categories], dtype=np.int64)
+    by_name = {c.name: c.id for c in dataset.categories}
+    missing = [c.name for c in model_categories if c.name not in by_name]
+    if missing:
+        raise DataError(
+            f"{dataset.root}: the model's categories {missing[:5]} are not in this dataset "
+            f"(it has {[c.name for c in dataset.categories][:10]}); evaluate on a dataset with "
+            "the categories the model was trained on"
+        )
+    return np.array([by_name[c.name] for c in model_categories], dtype=np.int64)
+
+
+def predict_dataset(
+    loaded: LoadedModel,
+    dataset: DetectionDataset,
+    *,
+    eval_cfg: EvalConfig | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[Predictions, float]:
+    """Run the model on every image of ``dataset`` with its current NMS.
+
+    Returns:
+        the predictions (original pixels, dataset category ids, score >= the threshold) and
+        the latency in milliseconds per image (model call + post-processing, after warm-up).
+    """
+    cfg = eval_cfg or loaded.config.eval
+    ids_of_label = category_ids(loaded.categories, dataset)
+    # The model sees images only; ground-truth masks are read by the metrics, not decoded here.
+    data_cfg = dataclasses.replace(loaded.config.data, masks="none")
+    loader = torch.utils.data.DataLoader(
+        TorchDetectionDataset(dataset, data_cfg),
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=min(data_cfg.num_workers, 2),
+        collate_fn=collate,
+    )
+    runner = Runner(loaded.model, resolve_device(device), cfg.score_threshold)
+    columns: dict[str, list[Any]] = {"ids": [], "cats": [], "boxes": [], "scores": [], "masks": []}
+    has_masks = True
+    bar = Progress(len(dataset.images), "eval", enabled=progress, every=max(1, cfg.batch_size))
+    try:
+        for k, batch in enumerate(loader):
+            resizes = [m.resize for m in batch.metas]
+            if k == 0:
+                runner.warm_up(batch.images, resizes, cfg.warmup_iters)
+            for meta, det in zip(batch.metas, runner(batch.images, resizes), strict=True):
+                columns["ids"].append(np.full(len(det.boxes), meta.image_id, dtype=np.int64))
+                columns["cats"].append(ids_of_label[det.labels])
+                columns["boxes"].append(det.boxes)
+                columns["scores"].append(det.scores)
+                has_masks = has_masks and det.masks is not None
+                if det.masks is not None:
+                    columns["masks"].extend(encode_mask(m >= 0.5) for m in det.masks)
+            bar.update(len(batch.images))
+    finally:
+        bar.close()
+    if not columns["ids"]:
+        return Predictions.empty(), runner.ms_per_image
+    preds = Predictions(
+        np.concatenate(columns["ids"]),
+        np.concatenate(columns["cats"]),
+        np.concatenate(columns["boxes"]),
+        np.concatenate(columns["scores"]),
+        tuple(columns["masks"]) if has_masks else None,
+    )
+    return preds, runner.ms_per_image
+
+
+def output_paths(out_dir: Path, split: str, nms: str) -> dict[str, Path]:
+    """Where :func:`evaluate` writes its files for one split and NMS method."""
+    stem = f"{split}_{nms}"
+    return {
+        "tianchi_submission": out_dir / f"submission_{stem}.json",
+        "coco_results": out_dir / f"coco_results_{stem}.json",
+        "metrics": out_dir / f"metrics_{stem}.json",
+    }
+
+
+def evaluate(
+    loaded: LoadedModel,
+    dataset: DetectionDataset,
+    *,
+    split: str | None = None,
+    nms: str | None = None,
+    eval_cfg: EvalConfig | None = None,
+    out_dir: Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of a model on one split with one NMS method.
+
+    Args:
+        split: a split name or ``"all"``; default the run's ``data.val_split``.
+        nms: NMS method; default ``eval.nms`` of the run, else the model's own.
+        eval_cfg: score threshold, batch size, warm-up; default the run's.
+        out_dir: write ``submission_<split>_<nms>.json`` (Tianchi), ``coco_results_...``
+            and ``metrics_...`` there.
+
+    The model's own NMS method is restored afterwards.
+
+    Returns:
+        :func:`~fabricdet.metrics.evaluate_predictions`' keys (``coco_ap``, ``coco_ap50``,
+        ``coco_ap75``, ``tianchi_score``, ``acc``, ``map_voc``, ...) plus ``ms_per_image``,
+        ``nms``, ``split``, ``model``, ``step`` and, with ``out_dir``, ``files``.
+    """
+    cfg = eval_cfg or loaded.config.eval
+    split = split or loaded.config.data.val_split
+    nms = nms or cfg.nms or loaded.config.model.nms
+    subset = select_split(dataset, split)
+    original = getattr(loaded.model, "nms_method", None)
+    set_nms(loaded.model, nms)
+    try:
+        preds, ms = predict_dataset(loaded, subset, eval_cfg=cfg, device=device, progress=progress)
+    finally:
+        if original is not None:
+            loaded.model.nms_method = original
+    summary = evaluate_predictions(subset, preds)
+    summary.update(
+        ms_per_image=ms if math.isfinite(ms) else None,
+        nms=nms,
+        split=split,
+        model=str(loaded.path),
+        step=loaded.step,
+    )
+    if out_dir is not None:
+        paths = output_paths(Path(out_dir), split, nms)
+        write_tianchi_submission(preds, subset, paths["tianchi_submission"])
+        write_coco_results(preds, paths["coco_results"])
+        summary["files"] = {k: str(v) for k, v in paths.items()}
+        atomic_write_json(paths["metrics"], summary)
+    return summary
+
+
+def evaluate_all_nms(
+    loaded: LoadedModel,
+    dataset: DetectionDataset,
+    *,
+    methods: Sequence[str] = NMS_METHODS,
+    split: str | None = None,
+    eval_cfg: EvalConfig | None = None,
+    out_dir: Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate` once per NMS method on the same model and split.
+
+    The model runs again for each method (the dense outputs are not cached): simple, and the
+    latency of each method then includes everything it costs.
+
+    Returns:
+        ``{method: summary}`` in the order of ``methods``.
+    """
+    return {
+        m: evaluate(
+            loaded,
+            dataset,
+            split=split,
+            nms=m,
+            eval_cfg=eval_cfg,
+            out_dir=out_dir,
+            device=device,
+            progress=progress,
+        )
+        for m in methods
+    }

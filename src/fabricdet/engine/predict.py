@@ -1,0 +1,226 @@
+"""Inference on image files: detections with category names, ``detections.json`` and
+annotated pictures.
+
+``detections.json`` is a list with one object per image::
+
+    {"file": "a.jpg", "width": 2446, "height": 1000,
+     "boxes": [[x1, y1, x2, y2], ...], "scores": [...], "labels": [...],
+     "category_ids": [...], "category_names": [...], "masks": [RLE, ...]}
+
+``boxes`` are xyxy in the original image's pixels, ``labels`` the model's contiguous labels,
+``category_ids``/``category_names`` the dataset's; ``masks`` (COCO RLE) only for a model that
+predicts masks.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fabricdet.data.formats.atomic import atomic_write_json
+from fabricdet.data.formats.image_size import is_image_file
+from fabricdet.data.formats.rle import Rle, decode_mask, encode_mask
+from fabricdet.engine.checkpoint import LoadedModel
+from fabricdet.engine.data import load_for_model, read_image
+from fabricdet.engine.distributed import resolve_device
+from fabricdet.engine.inference import Runner, set_nms
+from fabricdet.engine.monitor import Progress
+from fabricdet.errors import DataError
+
+DETECTIONS_FILE = "detections.json"
+
+
+@dataclass(frozen=True)
+class ImageDetections:
+    """The detections of one image file, sorted by decreasing score.
+
+    Attributes:
+        file: the image file.
+        width, height: its size.
+        boxes (ndarray[K, 4] float32): xyxy, original pixels.
+        scores (ndarray[K] float32).
+        labels (ndarray[K] int64): model labels.
+        category_ids (ndarray[K] int64), category_names (K names): the model's categories.
+        masks: K COCO RLEs, or None for a box-only model.
+    """
+
+    file: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    category_ids: np.ndarray
+    category_names: tuple[str, ...]
+    masks: tuple[Rle, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "file": str(self.file),
+            "width": self.width,
+            "height": self.height,
+            "boxes": [[round(float(v), 2) for v in b] for b in self.boxes],
+            "scores": [round(float(s), 5) for s in self.scores],
+            "labels": [int(v) for v in self.labels],
+            "category_ids": [int(v) for v in self.category_ids],
+            "category_names": list(self.category_names),
+        }
+        if self.masks is not None:
+            out["masks"] = [{"size": list(m["size"]), "counts": m["counts"]} for m in self.masks]
+        return out
+
+
+def expand_image_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders replaced by the image files directly inside them (sorted).
+
+    Raises:
+        DataError: a path does not exist, or a folder holds no image.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and is_image_file(f))
+            if not found:
+                raise DataError(f"{p}: folder holds no image files (.jpg, .png, ...)")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DataError(f"{p}: no such image file or folder; check the path")
+    return out
+
+
+def detect(
+    loaded: LoadedModel,
+    paths: Sequence[Path],
+    *,
+    nms: str | None = None,
+    score_threshold: float | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> list[ImageDetections]:
+    """Detections of the model on image files (folders are expanded).
+
+    Args:
+        nms: NMS method; default the run's ``eval.nms``, else the model's own.
+        score_threshold: default the run's ``eval.score_threshold``.
+
+    Raises:
+        DataError: a missing or unreadable image, naming it.
+    """
+    cfg = loaded.config
+    files = expand_image_paths(paths)
+    set_nms(loaded.model, nms or cfg.eval_nms())
+    thresh = cfg.eval.score_threshold if score_threshold is None else score_threshold
+    runner = Runner(loaded.model, resolve_device(device), thresh)
+    ids = np.array([c.id for c in loaded.categories], dtype=np.int64)
+    names = [c.name for c in loaded.categories]
+    results = []
+    bar = Progress(len(files), "detect", enabled=progress)
+    try:
+        for f in files:
+            image, r = load_for_model(f, cfg.data)
+            det = runner([image], [r])[0]
+            masks = None
+            if det.masks is not None:
+                masks = tuple(encode_mask(m >= 0.5) for m in det.masks)
+            results.append(
+                ImageDetections(
+                    f,
+                    r.orig_width,
+                    r.orig_height,
+                    det.boxes,
+                    det.scores,
+                    det.labels,
+                    ids[det.labels],
+                    tuple(names[k] for k in det.labels),
+                    masks,
+                )
+            )
+            bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+def _colour(label: int) -> tuple[int, int, int]:
+    """A distinct, saturated BGR colour per label (golden-ratio hue steps)."""
+    r, g, b = colorsys.hsv_to_rgb((label * 0.618034) % 1.0, 0.9, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def draw_detections(
+    image: np.ndarray, det: ImageDetections, mask_alpha: float = 0.45
+) -> np.ndarray:
+    """The image with masks (translucent), boxes, names and scores drawn on it.
+
+    Args:
+        image (ndarray[H, W, 3]): uint8 RGB.
+
+    Returns:
+        ndarray[H, W, 3] uint8 BGR (ready for ``cv2.imwrite``).
+    """
+    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    thick = max(1, round(max(out.shape[:2]) / 800))
+    if det.masks is not None:
+        for rle, label in zip(det.masks, det.labels, strict=True):
+            m = decode_mask(rle)
+            tint = np.array(_colour(int(label)), dtype=np.float32)
+            out[m] = (out[m] * (1 - mask_alpha) + tint * mask_alpha).astype(np.uint8)
+    for box, score, label, name in zip(
+        det.boxes, det.scores, det.labels, det.category_names, strict=True
+    ):
+        colour = _colour(int(label))
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
+        cv2.rectangle(out, (x1, y1), (max(x2, x1 + 1), max(y2, y1 + 1)), colour, thick)
+        text = f"{name} {score:.2f}"
+        scale = 0.4 * thick
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(out.shape[0] - 1, y2 + th + 2)
+        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty + base), colour, -1)
+        cv2.putText(out, text, (x1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick)
+    return out
+
+
+def _unique_names(files: Sequence[Path]) -> list[str]:
+    """Output picture names: the file stem, numbered when two inputs share one."""
+    seen: dict[str, int] = {}
+    names = []
+    for f in files:
+        k = seen.get(f.stem, 0)
+        seen[f.stem] = k + 1
+        names.append(f"{f.stem}.jpg" if k == 0 else f"{f.stem}_{k}.jpg")
+    return names
+
+
+def write_detections(
+    detections: Sequence[ImageDetections], out_dir: Path, *, draw: bool = True
+) -> Path:
+    """Write ``out_dir/detections.json`` and, with ``draw``, one annotated JPEG per image.
+
+    Returns:
+        the path of ``detections.json``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = [d.to_json() for d in detections]
+    if draw:
+        for det, name, rec in zip(
+            detections, _unique_names([d.file for d in detections]), records, strict=True
+        ):
+            picture = draw_detections(read_image(det.file), det)
+            path = out_dir / name
+            tmp = path.with_name(f".{name}.tmp.jpg")
+            if not cv2.imwrite(str(tmp), picture):
+                raise DataError(f"{path}: cannot write the picture; check the folder is writable")
+            tmp.replace(path)
+            rec["annotated"] = name
+    path = out_dir / DETECTIONS_FILE
+    atomic_write_json(path, records)
+    return path
