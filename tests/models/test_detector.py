@@ -30,7 +30,7 @@ def test_training_returns_named_finite_losses_and_gradients_reach_heads() -> Non
     model = build_model(SMALL, num_classes=3).train()
     images, targets = _batch()
     losses = model(images, targets)
-    assert set(losses) == {"cls", "box", "embed", "set_keep", "set_box"}
+    assert set(losses) == {"cls", "quality", "box", "embed", "set_keep", "set_box"}
     assert all(torch.isfinite(v) for v in losses.values())
     # gradients of the set loss alone reach the classification, box and embedding convs
     model.zero_grad()
@@ -44,6 +44,7 @@ def test_eval_contract_for_every_nms_method() -> None:
     cfg = ModelConfig(**{**SMALL.__dict__, "topk_candidates": 200})
     model = build_model(cfg, num_classes=3).eval()
     torch.nn.init.zeros_(model.head.cls.bias)  # scores ~0.5: candidates above every floor
+    torch.nn.init.zeros_(model.head.quality.bias)
     images, _ = _batch()
     with torch.no_grad():
         for method in NMS_METHODS:

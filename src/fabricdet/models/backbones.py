@@ -78,7 +78,12 @@ class TinyBackbone(nn.Module):
 _TORCHVISION_NODES: dict[str, dict[str, str]] = {
     "resnet18": {"layer1": "4", "layer2": "8", "layer3": "16", "layer4": "32"},
     "resnet50": {"layer1": "4", "layer2": "8", "layer3": "16", "layer4": "32"},
-    "mobilenet_v3": {"features.3": "4", "features.6": "8", "features.12": "16", "features.16": "32"},
+    "mobilenet_v3": {
+        "features.3": "4",
+        "features.6": "8",
+        "features.12": "16",
+        "features.16": "32",
+    },
 }
 
 

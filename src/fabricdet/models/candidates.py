@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from fabricdet.models.head import HeadOutput, decode_boxes
+from fabricdet.models.head import HeadOutput, candidate_scores, decode_boxes
 
 
 class Candidates(NamedTuple):
@@ -36,7 +36,7 @@ def select_candidates(
     Locations in the batch padding (outside an image's ``(H, W)``) never qualify.
     """
     _b, a, c = out.cls_logits.shape
-    scores = out.cls_logits.sigmoid()
+    scores = candidate_scores(out)
     hw = torch.tensor(sizes, dtype=out.points.dtype, device=out.points.device)  # [B, 2] (H, W)
     inside = (out.points.unsqueeze(0) < hw.flip(1).unsqueeze(1)).all(-1)  # [B, A]
     flat = scores.masked_fill(~inside.unsqueeze(-1), -1.0).flatten(1)  # [B, A*C]

@@ -24,8 +24,8 @@ from fabricdet.models.assigner import assign
 from fabricdet.models.backbones import build_backbone, load_backbone_weights
 from fabricdet.models.candidates import Candidates, select_candidates
 from fabricdet.models.config import ModelConfig
-from fabricdet.models.head import DenseHead, HeadOutput, Neck, decode_boxes
-from fabricdet.models.losses import box_loss, embedding_loss, quality_focal_loss
+from fabricdet.models.head import DenseHead, HeadOutput, Neck, candidate_scores, decode_boxes
+from fabricdet.models.losses import box_loss, embedding_loss, focal_loss, quality_loss
 from fabricdet.models.set_loss import SetCriterion
 from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
 
@@ -107,16 +107,17 @@ class FabricDetector(nn.Module):
     ) -> dict[str, Tensor]:
         """Dense losses (assigned per image) plus the set loss through SinkhornNMS."""
         boxes = decode_boxes(out.points, out.distances)  # [B, A, 4]
-        scores = out.cls_logits.detach().sigmoid()
-        cls_sum = box_sum = embed_sum = out.cls_logits.sum() * 0
+        scores = candidate_scores(out).detach()
+        cls_sum = qual_sum = box_sum = embed_sum = out.cls_logits.sum() * 0
         num_pos = 0.0
         for b, target in enumerate(targets):
             gt_boxes, gt_labels = target["boxes"].to(boxes.dtype), target["labels"]
             a = assign(out.points, out.strides, boxes[b].detach(), scores[b], gt_boxes, gt_labels)
             pos = a.gt_index >= 0
             cls_target = torch.zeros_like(out.cls_logits[b])
-            cls_target[pos, gt_labels[a.gt_index[pos]]] = a.iou[pos]
-            cls_sum = cls_sum + quality_focal_loss(out.cls_logits[b], cls_target)
+            cls_target[pos, gt_labels[a.gt_index[pos]]] = 1.0
+            cls_sum = cls_sum + focal_loss(out.cls_logits[b], cls_target)
+            qual_sum = qual_sum + quality_loss(out.quality_logits[b][pos], a.iou[pos])
             box_sum = box_sum + box_loss(
                 boxes[b][pos], gt_boxes[a.gt_index[pos]], torch.ones_like(a.iou[pos])
             )
@@ -126,6 +127,7 @@ class FabricDetector(nn.Module):
         norm = max(num_pos, 1.0)
         losses = {
             "cls": cls_sum / norm,
+            "quality": qual_sum / norm,
             "box": 2.0 * box_sum / norm,
             "embed": embed_sum / len(targets),
         }

@@ -1,8 +1,10 @@
-"""FPN neck and the dense anchor-free head (classification, box distances, embeddings).
+"""FPN neck and the dense anchor-free head (class, box distances, IoU quality, embeddings).
 
-The head is shared across pyramid levels. Its classification score is trained towards the IoU
-of the predicted box (quality focal loss, GFL), so one number ranks candidates by both class and
-localisation quality; a third branch predicts appearance embeddings for SinkhornNMS.
+The head is shared across pyramid levels. Classification is trained with focal loss towards 1
+on positives (fast to converge from scratch), a quality branch towards the IoU of the predicted
+box; a candidate's score is ``sqrt(p_class * p_quality)``, so one number ranks candidates by
+both class and localisation quality. A fourth branch predicts appearance embeddings for
+SinkhornNMS.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ class HeadOutput(NamedTuple):
     """Dense predictions over all locations ``A`` of all levels, concatenated.
 
     Attributes:
-        cls_logits (Tensor[B, A, C]): class logits (sigmoid = IoU-aware score).
+        cls_logits (Tensor[B, A, C]): class logits.
+        quality_logits (Tensor[B, A]): IoU-quality logits.
         distances (Tensor[B, A, 4]): left, top, right, bottom distances in pixels (> 0).
         embeddings (Tensor[B, A, D]): appearance embeddings (D may be 0).
         points (Tensor[A, 2]): location centres (x, y) in input pixels.
@@ -28,6 +31,7 @@ class HeadOutput(NamedTuple):
     """
 
     cls_logits: Tensor
+    quality_logits: Tensor
     distances: Tensor
     embeddings: Tensor
     points: Tensor
@@ -90,21 +94,23 @@ class DenseHead(nn.Module):
         self.reg_tower = _tower(channels, depth)
         self.cls = nn.Conv2d(channels, num_classes, 3, padding=1)
         self.reg = nn.Conv2d(channels, 4, 3, padding=1)
+        self.quality = nn.Conv2d(channels, 1, 3, padding=1)
         self.embed = nn.Conv2d(channels, embed_dim, 3, padding=1) if embed_dim else None
         self.scales = nn.Parameter(torch.ones(len(strides)))
-        for conv in (self.cls, self.reg):
+        for conv in (self.cls, self.reg, self.quality):
             nn.init.normal_(conv.weight, std=0.01)
         # Start with 1% foreground probability so the focal loss does not explode (RetinaNet).
         nn.init.constant_(self.cls.bias, -math.log(99.0))
         nn.init.constant_(self.reg.bias, 0.0)
 
     def forward(self, feats: list[Tensor]) -> HeadOutput:
-        cls_out, dist_out, emb_out, points, strides = [], [], [], [], []
+        cls_out, qual_out, dist_out, emb_out, points, strides = [], [], [], [], [], []
         for level, (x, stride) in enumerate(zip(feats, self.strides, strict=True)):
             c = self.cls_tower(x)
             r = self.reg_tower(x)
             _b, _, h, w = x.shape
             cls_out.append(self.cls(c).flatten(2).transpose(1, 2))
+            qual_out.append(self.quality(r).flatten(1))
             # exp keeps distances positive and spans thin (a pixel) to long (whole image) boxes
             raw = (self.reg(r) * self.scales[level]).clamp(max=8.0)
             dist_out.append((torch.exp(raw) * stride).flatten(2).transpose(1, 2))
@@ -121,8 +127,18 @@ class DenseHead(nn.Module):
             torch.cat(emb_out, 1) if emb_out else cls_logits.new_zeros((*cls_logits.shape[:2], 0))
         )
         return HeadOutput(
-            cls_logits, torch.cat(dist_out, 1), embeddings, torch.cat(points), torch.cat(strides)
+            cls_logits,
+            torch.cat(qual_out, 1),
+            torch.cat(dist_out, 1),
+            embeddings,
+            torch.cat(points),
+            torch.cat(strides),
         )
+
+
+def candidate_scores(out: HeadOutput) -> Tensor:
+    """Score of every (location, class): ``sqrt(p_class * p_quality)``. ``Tensor[B, A, C]``."""
+    return (out.cls_logits.sigmoid() * out.quality_logits.sigmoid().unsqueeze(-1)).sqrt()
 
 
 def decode_boxes(points: Tensor, distances: Tensor) -> Tensor:

@@ -1,25 +1,27 @@
-"""Dense one-to-many losses: quality focal loss, GIoU, and an embedding pull-push loss."""
+"""Dense one-to-many losses: focal loss, IoU-quality BCE, GIoU, and an embedding pull-push."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import generalized_box_iou_loss
+from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 
-def quality_focal_loss(logits: Tensor, targets: Tensor, beta: float = 2.0) -> Tensor:
-    """Quality focal loss (GFL): BCE towards a soft IoU target, focused by ``|y - p|^beta``.
+def focal_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Sigmoid focal loss (RetinaNet, alpha 0.25, gamma 2), summed; divide by the positives.
 
-    Args:
-        logits (Tensor[..., C]), targets (Tensor[..., C]) in [0, 1].
-
-    Returns:
-        the summed loss (Tensor[]); divide by the number of positives.
+    ``logits, targets (Tensor[..., C])``, targets in {0, 1}.
     """
-    prob = logits.sigmoid()
-    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    return (bce * (prob - targets).abs().pow(beta)).sum()
+    return sigmoid_focal_loss(logits, targets, reduction="sum")
+
+
+def quality_loss(logits: Tensor, iou: Tensor) -> Tensor:
+    """BCE of the quality branch towards the (detached) IoU of the predicted box, summed.
+
+    ``logits, iou (Tensor[P])`` over the positive locations.
+    """
+    return F.binary_cross_entropy_with_logits(logits, iou, reduction="sum")
 
 
 def box_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
