@@ -169,6 +169,7 @@ def compose(
     matrix = camera_matrix(angle, fabric_size, size)
     image = capture(canvas.image, matrix, size, rng, config)
     instances = []
+    seen: set[tuple[tuple[float, float, float, float], str]] = set()
     for k, defect in enumerate(plan):
         region = masks[k]
         if region.mask.size == 0:
@@ -177,6 +178,11 @@ def compose(
         box = tight_box(warped) if warped.mask.size else None
         if box is None:
             continue  # the defect fell outside the image
+        if (box, defect.raw_name) in seen:
+            # Two defects of one kind cropped to the same box (e.g. two threads clipped by a
+            # small image) are indistinguishable in a box-labelled file: keep the first.
+            continue
+        seen.add((box, defect.raw_name))
         instances.append(
             Instance(box, defect.category_id, encode_rle(warped, size), defect.raw_name)
         )
