@@ -6,6 +6,11 @@ returns the kept indices sorted by decreasing score, like torchvision. With
 ``return_result=True`` it returns an :class:`NMSResult` that also carries each kept detection's
 output score (rescored by Soft-NMS and Matrix NMS, fused by WBF) and output box (fused by WBF
 and SinkhornNMS). Method-specific options are keyword arguments, passed through.
+
+``method="sinkhorn"`` solves SinkhornNMS on the sparse edge list of neighbouring same-class
+boxes (:mod:`fabricdet.ops.sparse_sinkhorn_nms`); ``dense=True`` solves it on every same-class
+pair instead (the reference it is tested against). Appearance embeddings go in through
+``embeddings=``; the other methods ignore them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import Tensor
 from fabricdet.ops.boxes import check_finite
 from fabricdet.ops.classic_nms import diou_nms, matrix_nms, soft_nms, weighted_box_fusion
 from fabricdet.ops.sinkhorn_nms import SinkhornNMS
+from fabricdet.ops.sparse_sinkhorn_nms import sparse_sinkhorn_nms
 
 NMS_METHODS: tuple[str, ...] = ("greedy", "soft", "matrix", "diou", "wbf", "sinkhorn")
 
@@ -70,20 +76,48 @@ def _group_by_class(idxs: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def sinkhorn_batched_nms(
-    boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, **options: Any
+    boxes: Tensor,
+    scores: Tensor,
+    idxs: Tensor,
+    iou_threshold: float,
+    *,
+    embeddings: Tensor | None = None,
+    dense: bool = False,
+    **options: Any,
 ) -> NMSResult:
     """SinkhornNMS per class, every candidate its own slot; returns the hard decode.
 
-    Classes are solved as a batch of independent problems (one row of a padded batch per
-    class), so the cost matrices hold only same-class pairs.
+    Args:
+        boxes (Tensor[N, 4]), scores (Tensor[N]), idxs (Tensor[N] int64): as in batched_nms.
+        embeddings (Tensor[N, D], optional): appearance embeddings.
+        dense: solve each class on all its pairs (one row of a padded batch per class, the
+            :class:`SinkhornNMS` module itself) rather than on neighbourhood edges. Options the
+            sparse path lacks (``max_slots``, ``solver_mode="log"``) also take this path.
+        **options: :class:`SinkhornNMS` options.
     """
     if boxes.numel() == 0:
         empty = torch.empty(0, dtype=torch.long, device=boxes.device)
         return NMSResult(empty, scores[:0], boxes[:0])
+    if embeddings is not None:
+        if embeddings.dim() != 2 or embeddings.shape[0] != boxes.shape[0]:
+            raise ValueError(
+                f"embeddings must have shape [{boxes.shape[0]}, D], got {tuple(embeddings.shape)}"
+            )
+        check_finite("embeddings", embeddings)
+    sparse_ok = options.get("max_slots") is None and options.get("solver_mode") != "log"
+    if not dense and sparse_ok:
+        for name in ("max_slots", "solver_mode"):
+            options.pop(name, None)
+        options.pop("grad", None)  # eval decode: no gradients
+        with torch.no_grad():
+            return NMSResult(*sparse_sinkhorn_nms(
+                boxes, scores, idxs, iou_threshold, embeddings=embeddings, **options
+            ))  # fmt: skip
     module = SinkhornNMS(iou_threshold=iou_threshold, class_agnostic=True, **options)
     index, valid = _group_by_class(idxs)
+    emb = None if embeddings is None else embeddings[index]
     with torch.no_grad():
-        out = module(boxes[index], scores[index], mask=valid)
+        out = module(boxes[index], scores[index], embeddings=emb, mask=valid)
     keep_mask = out.keep
     keep = torch.gather(index, 1, out.slot_index)[keep_mask]
     kept_scores = out.scores[keep_mask]
@@ -99,6 +133,7 @@ def batched_nms(
     method: str = "greedy",
     *,
     return_result: bool = False,
+    embeddings: Tensor | None = None,
     **options: Any,
 ) -> Tensor | NMSResult:
     """Class-wise NMS by ``method``; boxes of different ``idxs`` never suppress each other.
@@ -111,6 +146,8 @@ def batched_nms(
             decay rather than threshold).
         method: one of :data:`NMS_METHODS`.
         return_result: return an :class:`NMSResult` instead of the indices alone.
+        embeddings (Tensor[N, D], optional): appearance embeddings, used by ``"sinkhorn"``
+            (ignored by the other methods, so a detector can switch methods freely).
         **options: method options (e.g. ``kernel="linear"`` for Soft-NMS, ``eps=0.05`` for
             SinkhornNMS).
 
@@ -130,7 +167,9 @@ def batched_nms(
     elif method == "wbf":
         result = NMSResult(*weighted_box_fusion(boxes, scores, idxs, iou_threshold, **options))
     elif method == "sinkhorn":
-        result = sinkhorn_batched_nms(boxes, scores, idxs, iou_threshold, **options)
+        result = sinkhorn_batched_nms(
+            boxes, scores, idxs, iou_threshold, embeddings=embeddings, **options
+        )
     else:
         raise ValueError(f"unknown NMS method {method!r}; choose one of {', '.join(NMS_METHODS)}")
     return result if return_result else result.keep

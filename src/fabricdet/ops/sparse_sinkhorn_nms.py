@@ -1,0 +1,353 @@
+r"""SinkhornNMS on a sparse edge list: the fast eval path of ``batched_nms(method="sinkhorn")``.
+
+It solves the problem of :class:`fabricdet.ops.sinkhorn_nms.SinkhornNMS` (one problem per
+class, every candidate its own slot; same costs, supplies, capacities, dustbins, iteration
+count and hard decode: read that module's docstring) but only on the candidate-slot pairs that
+can carry plan mass, instead of on every same-class pair.
+
+Which pairs
+-----------
+A pair is worth matching only if its cost is below the dustbin cost ``delta``. A pair with
+``sigma_ij < m`` has a spatial term of at least ``w_sp (theta - m) / theta``; choosing
+``m = theta (1 - (delta + 20 eps) / w_sp)`` (0.1 with the defaults) makes every such pair cost
+at least ``delta + 20 eps``. So the edges are the same-class pairs with ``sigma_ij >= m``, plus
+each candidate's self pair. They are found without forming all pairs:
+
+- ``NWD_ij >= m`` means ``W2 <= s ln(1/m) max(L_i, L_j)`` (``s`` = ``nwd_scale``, ``L`` the
+  longest side), and ``W2 >= |c_i - c_j|``: the centres are within
+  ``reach * max(L_i, L_j)`` on each axis, ``reach = s ln(1/m)`` (0.23 with the defaults).
+  ``IoU_ij > 0`` means the boxes intersect. Hence, giving box ``i`` the x interval
+  ``cx_i +- max(w_i / 2, reach L_i)``, every pair with ``sigma >= m`` has intersecting intervals.
+- Classes are moved apart on x (torchvision's offset trick) and the intervals sorted by their
+  left end (one sort). Box ``p``'s partners then lie in the sorted positions ``[lo_p, hi_p)``:
+  ``hi_p`` by ``searchsorted`` of its right end among the left ends, ``lo_p`` by
+  ``searchsorted`` of its left end in the running max (``cummax``) of the right ends.
+- The candidate pairs (all ranges, built with one ``repeat_interleave``) are scored with the
+  elementwise similarity of :mod:`fabricdet.ops.boxes` and those with ``sigma < m`` dropped.
+  ``sigma`` is exactly symmetric, so the kept pattern is symmetric.
+
+For ``"iou"`` and ``"diou"`` the reach is 0. When no ``m > 0`` exists (``w_sp <= delta + 20
+eps``) every same-class pair is kept: the dense problem.
+
+Why the dropped pairs do not matter: at the fixed point ``P = diag(u) K diag(v)`` a pair's mass
+relative to its row's dustbin entry is ``P_ij / P_iD = exp(-(C_ij - delta) / eps) v_j / v_D``,
+and the dustbin row (cost 0 to every column) gives ``v_j / v_D = P_Rj / P_RD <= c_j / M``, with
+``M = P_RD`` the class's matched mass. Hence ``P_ij <= exp(-20) (c_j / M) P_iD``: ``2e-9 c_j /
+M`` of the row's unmatched mass, under float32 resolution unless almost nothing in the class is
+matched (each kept seed matches itself). The dense solver holds these entries at ``< exp(-20)``
+of its row's dustbin entry too.
+
+Solver
+------
+The augmented problem is one CSR matrix: rows are the candidates (in sweep order) then one
+dustbin row per class; columns the slots then one dustbin column per class. Candidate row ``p``
+holds its edges and its class's dustbin column; dustbin row ``c`` holds the slots of class
+``c`` and the corner. The pattern is symmetric, and the cost is the symmetric spatial and
+appearance terms plus the quality prior of the column, so ``K^T`` is computed on the same
+pattern directly. The kernel is row-stabilised as in ``_iterate_hybrid``
+(``exp(log_k - max_row log_k)``), and each of the fixed number of iterations is
+``u = a / (K v)``, ``v = b / (K^T u)``: two sparse matrix-vector products, no host sync. This is
+the dense path's plan rescaling with the scalings kept apart (``P = diag(u) K diag(v)``), the
+same iterates up to rounding. Capacities are the dense ones: the class mass without
+embeddings; with embeddings ``c_j = sum_i a_i exp(-(1 - cos(f_i, f_j)) / tau)`` over the whole
+class (one batched matmul per class: look-alike mass outside the neighbourhood counts in the
+dense formulation).
+
+Decode, as in the dense path: slot ``j`` survives when its seed's largest plan entry (over its
+edges and its dustbin) is its own slot, ties going to the better-ranked slot and against the
+dustbin (the dense ``argmax`` over score-sorted slots, dustbin last); fused boxes are
+plan-weighted. Sizes are read on the host twice: the result has a variable length anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fabricdet.ops.boxes import OverlapKind, box_terms, terms_overlap
+
+# Margin, in units of eps, by which a dropped pair's cost exceeds the dustbin cost.
+_MARGIN = 20.0
+# Weight of the seed box in its fused box, as in the dense decode.
+_TINY_FUSE = 1e-6
+
+
+def similarity_floor(
+    iou_threshold: float, eps: float, spatial_weight: float, dustbin_cost: float
+) -> float | None:
+    """``m``: pairs with ``sigma < m`` cost at least ``dustbin_cost + 20 eps`` (None: no such
+    ``m > 0``, every same-class pair counts)."""
+    if spatial_weight <= 0:
+        return None
+    m = iou_threshold * (1.0 - (dustbin_cost + _MARGIN * eps) / spatial_weight)
+    return m if m > 1e-6 else None
+
+
+def neighbourhood_reach(overlap: OverlapKind, nwd_scale: float, floor: float | None) -> float:
+    """Interval half-width per unit of longest side that holds every pair with sigma >= floor."""
+    if floor is None:
+        return math.inf  # every same-class pair
+    if overlap in ("iou", "diou"):
+        return 0.0  # disjoint boxes have IoU 0 and DIoU < 0
+    return nwd_scale * math.log(1.0 / floor) * (1.0 + 1e-3)  # slack for rounding
+
+
+class Neighbourhoods(NamedTuple):
+    """The edges and the CSR pattern of the augmented problem (module docstring).
+
+    Attributes:
+        order (Tensor[N] int64): candidate at each sorted position; cls (Tensor[N] int64): its
+            dense class id (non-decreasing).
+        row, col (Tensor[E] int64): entries of the candidate rows by row then column: the edges
+            (self pairs included) and each row's dustbin (``col = N + class``, last).
+        own (Tensor[N] int64): entry of each self pair.
+        sigma (Tensor[E]): similarity of each entry (1 on self pairs, 0 on dustbins).
+        crow (Tensor[N+G+1] int64), columns (Tensor[E+N+G] int64): the CSR pattern; dustbin
+            rows follow the candidate rows, slot ``q`` of class ``c`` at ``E + q + c``.
+        class_start, class_size (Tensor[G] int64).
+    """
+
+    order: Tensor
+    cls: Tensor
+    row: Tensor
+    col: Tensor
+    own: Tensor
+    sigma: Tensor
+    crow: Tensor
+    columns: Tensor
+    class_start: Tensor
+    class_size: Tensor
+
+
+def neighbourhoods(
+    boxes: Tensor, idxs: Tensor, overlap: OverlapKind, nwd_scale: float, floor: float | None
+) -> Neighbourhoods:
+    """Edges (same class, ``sigma >= floor`` or self) by sort-and-sweep (module docstring).
+
+    Args:
+        boxes (Tensor[N, 4]): xyxy boxes, in the dtype the similarity is computed in.
+        idxs (Tensor[N] int64): classes.
+        overlap, nwd_scale: the similarity; floor: from :func:`similarity_floor`.
+    """
+    n, dev = len(boxes), boxes.device
+    order, cls, hi = _sweep(boxes, idxs, neighbourhood_reach(overlap, nwd_scale, floor))
+    # Pairs p < q with intersecting intervals: q in p + 1 .. hi[p] - 1 (sorted positions).
+    positions = torch.arange(n, device=dev)
+    span = hi - positions - 1
+    num_pairs = int(span.sum())  # host sync: the edge list has a data-dependent length
+    first = torch.repeat_interleave(positions, span, output_size=num_pairs)
+    second = torch.arange(num_pairs, device=dev)
+    second += (positions + 1 - (torch.cumsum(span, 0) - span)).index_select(0, first)
+    terms = box_terms(boxes.index_select(0, order))  # [10, N]
+    sigma = terms_overlap(terms.index_select(1, first), terms.index_select(1, second), overlap,
+                          nwd_scale)  # fmt: skip
+    if floor is not None:
+        kept = (sigma >= floor).nonzero().squeeze(1)
+        first, second = first.index_select(0, kept), second.index_select(0, kept)
+        sigma = sigma.index_select(0, kept)
+    class_size = torch.bincount(cls)
+    g = len(class_size)
+    # Both directions, the self pairs and the dustbins, sorted by (row, column): one sort.
+    row = torch.cat([first, second, positions, positions])
+    col = torch.cat([second, first, positions, n + cls])
+    by_entry = torch.argsort(row * (n + g) + col)
+    row, col = row.index_select(0, by_entry), col.index_select(0, by_entry)
+    # A seed always overlaps itself fully, zero-area boxes (IoU 0/0) included.
+    sigma = torch.cat([sigma, sigma, sigma.new_ones(n), sigma.new_zeros(n)])
+    sigma = sigma.index_select(0, by_entry)
+    num_edges = len(row)
+    slot = torch.empty_like(by_entry).index_copy_(0, by_entry, torch.arange(num_edges, device=dev))
+    own = slot[num_edges - 2 * n : num_edges - n]
+
+    row_len = torch.cat([torch.bincount(row, minlength=n), class_size + 1])
+    crow = torch.cat([row_len.new_zeros(1), torch.cumsum(row_len, 0)])
+    class_start = torch.cumsum(class_size, 0) - class_size
+    classes = torch.arange(g, device=dev)
+    columns = torch.empty(num_edges + n + g, dtype=torch.long, device=dev)
+    columns[:num_edges] = col
+    columns.index_copy_(0, num_edges + positions + cls, positions)
+    columns.index_copy_(0, num_edges + class_start + class_size + classes, n + classes)
+    return Neighbourhoods(order, cls, row, col, own, sigma, crow, columns, class_start,
+                          class_size)  # fmt: skip
+
+
+def _sweep(boxes: Tensor, idxs: Tensor, reach: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Sort-and-sweep along x.
+
+    Returns:
+        order (Tensor[N]): candidate at each sorted position; cls (Tensor[N]): dense class id
+        (non-decreasing); hi (Tensor[N]): the boxes after position p whose intervals meet its
+        interval are at positions ``p + 1 .. hi[p] - 1``.
+    """
+    # Float64: the class offsets make coordinates large, and the sweep must not round.
+    x1, y1, x2, y2 = boxes.detach().to(torch.float64).unbind(1)
+    centre = (x1 + x2) / 2
+    if math.isinf(reach):
+        half = (x2.max() - x1.min()).expand(x1.shape)  # each interval covers its whole class
+    else:
+        half = torch.maximum((x2 - x1) / 2, reach * torch.maximum(x2 - x1, y2 - y1))
+    half = half.clamp_min(0)
+    stride = 2.0 * (x2.max() - x1.min() + 2.0 * half.max()) + 1.0
+    left = centre - half + (idxs - idxs.min()).to(torch.float64) * stride
+    order = torch.argsort(left)
+    left = left.index_select(0, order)
+    hi = torch.searchsorted(left, left + 2.0 * half.index_select(0, order), right=True)
+    labels = idxs.index_select(0, order)
+    cls = torch.cumsum(torch.cat([labels.new_zeros(1), (labels[1:] != labels[:-1]).long()]), 0)
+    return order, cls, hi
+
+
+_csr_built = False
+
+
+def _csr(crow: Tensor, columns: Tensor, values: Tensor) -> Tensor:
+    global _csr_built
+    size = len(crow) - 1
+    if _csr_built:  # catch_warnings costs tens of microseconds: only the first build needs it
+        return torch.sparse_csr_tensor(crow, columns, values, (size, size), check_invariants=False)
+    with warnings.catch_warnings():  # PyTorch warns once that sparse CSR is "in beta": not news
+        warnings.simplefilter("ignore", UserWarning)
+        out = torch.sparse_csr_tensor(crow, columns, values, (size, size), check_invariants=False)
+    _csr_built = True
+    return out
+
+
+def _appearance(
+    embeddings: Tensor, supply: Tensor, nb: Neighbourhoods, tau: float
+) -> tuple[Tensor, Tensor]:
+    """Cosine dissimilarity on the edges and the class-wide capacities (padded per class).
+
+    Args:
+        embeddings (Tensor[N, D]) and supply (Tensor[N]) in sorted order.
+
+    Returns:
+        dissimilarity (Tensor[E]) (garbage on dustbin entries), capacity (Tensor[N]).
+    """
+    m = int(nb.class_size.max())
+    local = torch.arange(m, device=supply.device)
+    valid = local < nb.class_size.unsqueeze(1)  # [G, m]
+    index = (nb.class_start.unsqueeze(1) + local).clamp_max(len(supply) - 1)
+    emb = F.normalize(embeddings.to(supply.dtype), dim=-1)[index]  # [G, m, D]
+    dissim = 1.0 - emb @ emb.transpose(1, 2)
+    kernel = torch.exp(-dissim / tau)
+    mass = (supply[index] * valid).unsqueeze(1)  # [G, 1, m]
+    capacity = (mass @ kernel).squeeze(1)[valid]  # sum_i a_i k_ij over the class
+    first = nb.class_start.index_select(0, nb.cls.index_select(0, nb.row))
+    col = torch.where(nb.col >= len(supply), nb.row, nb.col)  # in-class column on dustbins
+    flat = (nb.cls.index_select(0, nb.row) * m + nb.row - first) * m + col - first
+    return dissim.reshape(-1).index_select(0, flat), capacity
+
+
+def sparse_sinkhorn_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    idxs: Tensor,
+    iou_threshold: float = 0.5,
+    *,
+    embeddings: Tensor | None = None,
+    eps: float = 0.05,
+    num_iters: int = 10,
+    spatial_weight: float = 5.0,
+    feature_weight: float = 1.0,
+    quality_weight: float = 1.0,
+    dustbin_cost: float = 3.0,
+    capacity_temperature: float = 0.1,
+    overlap: OverlapKind = "iou+nwd",
+    nwd_scale: float = 0.1,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Class-wise SinkhornNMS hard decode on neighbourhood edges (module docstring).
+
+    Options mean what they mean for :class:`fabricdet.ops.sinkhorn_nms.SinkhornNMS`.
+
+    Args:
+        boxes (Tensor[N, 4]): xyxy boxes, finite; N >= 1.
+        scores (Tensor[N]): confidences in [0, 1].
+        idxs (Tensor[N] int64): class (or image-and-class) of each box.
+        embeddings (Tensor[N, D], optional): appearance embeddings.
+
+    Returns:
+        keep (Tensor[K] int64): kept indices by decreasing score (ties: lower index first).
+        scores (Tensor[K]): their scores.
+        boxes (Tensor[K, 4]): their plan-weighted fused boxes.
+    """
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    if not eps > 0 or num_iters < 1:
+        raise ValueError(f"need eps > 0 and num_iters >= 1, got {eps}, {num_iters}")
+    n = len(scores)
+    work = torch.promote_types(boxes.dtype, scores.dtype)
+    work = torch.float64 if work == torch.float64 else torch.float32
+    floor = similarity_floor(iou_threshold, eps, spatial_weight, dustbin_cost)
+    nb = neighbourhoods(boxes.to(work), idxs, overlap, nwd_scale, floor)
+    cls, row, col = nb.cls, nb.row, nb.col
+    dust = col >= n
+    g, dev = len(nb.class_size), boxes.device
+
+    supply = scores.to(work).index_select(0, nb.order)
+    class_mass = torch.zeros(g, dtype=work, device=dev).index_add_(0, cls, supply)
+    # Symmetric part of the cost; on dustbin entries, the dustbin cost.
+    cost = spatial_weight / iou_threshold * torch.relu(iou_threshold - nb.sigma)
+    if embeddings is None:
+        capacity = class_mass.index_select(0, cls)
+    else:
+        dissim, capacity = _appearance(
+            embeddings.index_select(0, nb.order), supply, nb, capacity_temperature
+        )
+        cost = cost + feature_weight * dissim
+    cost = torch.where(dust, dustbin_cost, cost)
+    # Quality prior of the column (0 for dustbin columns); K^T's entry (p, q) is K's (q, p).
+    quality = torch.cat([-quality_weight * torch.log(supply.clamp_min(1e-6)), supply.new_zeros(g)])
+    log_k = (cost + quality.index_select(0, col)) * (-1.0 / eps)
+    log_kt = (cost + quality.index_select(0, row)) * (-1.0 / eps)
+    # Row-stabilised kernel (every row's largest entry is 1), as in the dense hybrid solver.
+    row_max = torch.segment_reduce(log_k, "max", offsets=nb.crow[: n + 1])
+    row_max_ext = torch.cat([row_max, row_max.new_zeros(g)])
+    kernel = torch.exp(log_k - row_max.index_select(0, row))
+    # K^T: row p holds column p of K: K[q, p] on edges, 1 (the dustbin row) on its dustbin.
+    kernel_t = torch.exp(torch.where(dust, 0.0, log_kt - row_max_ext.index_select(0, col)))
+    # Dustbin rows: K's are all 1; K^T's hold K's dustbin column, exp(-delta/eps - row max).
+    dust_rows = torch.ones(n + g, dtype=work, device=dev)
+    dust_rows_t = dust_rows.index_copy(
+        0, nb.cls + torch.arange(n, device=dev), kernel.index_select(0, nb.crow[1 : n + 1] - 1)
+    )
+    # int32 indices: the sparse kernels use them natively (int64 is converted on every call).
+    crow, columns = nb.crow.int(), nb.columns.int()
+    k_mat = _csr(crow, columns, torch.cat([kernel, dust_rows]))
+    kt_mat = _csr(crow, columns, torch.cat([kernel_t, dust_rows_t]))
+
+    a = torch.cat([supply, torch.zeros_like(class_mass).index_add_(0, cls, capacity)])
+    b = torch.cat([capacity, class_mass])
+    tiny = torch.full_like(a, torch.finfo(work).tiny)  # as the dense path's clamp_min(tiny)
+    v = torch.ones_like(a)
+    for _ in range(num_iters):
+        u = a / torch.addmv(tiny, k_mat, v)
+        v = b / torch.addmv(tiny, kt_mat, u)
+
+    # Decode. The seed's row is u_p * kernel * v, u_p common to the row: compare kernel * v.
+    # Ties go to the better-ranked slot: nudge those entries up by one ulp.
+    by_score = torch.argsort(scores, descending=True, stable=True)
+    rank = torch.empty_like(by_score)
+    rank[by_score] = torch.arange(n, device=dev)
+    rank = torch.cat([rank.index_select(0, nb.order), rank.new_full((g,), n)])
+    value = kernel * v.index_select(0, col)
+    better = rank.index_select(0, col) < rank.index_select(0, row)
+    rival = torch.where(better, torch.nextafter(value, value.new_tensor(math.inf)), value)
+    best = torch.segment_reduce(rival, "max", offsets=nb.crow[: n + 1])
+    keep_sorted = (value.index_select(0, nb.own) >= best) & (supply > 0)
+
+    # Plan-weighted fusion (dustbin row excluded), the seed weighted tiny as in the dense path.
+    box = boxes.to(work).index_select(0, nb.order)
+    weights = torch.cat([box, torch.ones_like(supply).unsqueeze(1)], 1) * u[:n].unsqueeze(1)
+    fused = (kt_mat @ torch.cat([weights, weights.new_zeros(g, 5)]))[:n] * v[:n].unsqueeze(1)
+    fused = (fused[:, :4] + _TINY_FUSE * box) / (fused[:, 4:] + _TINY_FUSE)
+
+    # Back to input order; kept ones by decreasing score.
+    keep_mask = torch.empty_like(keep_sorted).index_copy_(0, nb.order, keep_sorted)
+    keep = by_score[keep_mask.index_select(0, by_score)]
+    out_boxes = torch.empty_like(fused).index_copy_(0, nb.order, fused)
+    return keep, scores.index_select(0, keep), out_boxes.index_select(0, keep).to(boxes.dtype)

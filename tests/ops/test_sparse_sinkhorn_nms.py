@@ -1,0 +1,145 @@
+"""Sparse SinkhornNMS (the batched_nms path): same decode as the dense module, edges complete."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fabricdet.ops import batched_nms
+from fabricdet.ops.boxes import pairwise_iou, pairwise_nwd, pairwise_overlap
+from fabricdet.ops.nms import sinkhorn_batched_nms
+from fabricdet.ops.sparse_sinkhorn_nms import (
+    _sweep,
+    neighbourhood_reach,
+    neighbourhoods,
+    similarity_floor,
+)
+
+
+def detector_candidates(
+    n: int, seed: int, num_classes: int = 20, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clusters of jittered boxes around objects (compact ones and 1:100 threads) on a
+    2446x1000 image, decaying scores, some class confusion and low-score clutter."""
+    g = torch.Generator().manual_seed(seed)
+    num_objects = max(1, n // 12)
+    size = torch.tensor([2446.0, 1000.0])
+    wh = 8 + torch.rand(num_objects, 2, generator=g) * 150
+    thin = torch.rand(num_objects, generator=g) < 0.3
+    long_side = 200 + torch.rand(num_objects, generator=g) * 800
+    short_side = 2 + 6 * torch.rand(num_objects, generator=g)
+    horizontal = torch.rand(num_objects, generator=g) < 0.5
+    wh[thin & horizontal] = torch.stack([long_side, short_side], 1)[thin & horizontal]
+    wh[thin & ~horizontal] = torch.stack([short_side, long_side.clamp(max=990)], 1)[
+        thin & ~horizontal
+    ]
+    centre = wh / 2 + torch.rand(num_objects, 2, generator=g) * (size - wh).clamp_min(1)
+    owner = torch.randint(0, num_objects, (n,), generator=g)
+    jitter = torch.randn(n, 4, generator=g) * 0.06 * wh[owner].repeat(1, 2)
+    c, s = centre[owner], wh[owner]
+    boxes = torch.cat([c - s / 2, c + s / 2], 1) + jitter
+    boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+    offset = jitter.abs().mean(1) / (0.06 * wh[owner].mean(1))
+    peak = 0.5 + 0.45 * torch.rand(num_objects, generator=g)
+    scores = peak[owner] * torch.exp(-0.5 * offset) * (0.7 + 0.3 * torch.rand(n, generator=g))
+    labels = torch.randint(0, num_classes, (num_objects,), generator=g)[owner]
+    confused = torch.rand(n, generator=g) < 0.1
+    labels[confused] = torch.randint(0, num_classes, (int(confused.sum()),), generator=g)
+    scores[torch.rand(n, generator=g) < 0.1] *= 0.2
+    return boxes.to(dtype), scores.clamp(0.01, 1.0).to(dtype), labels
+
+
+def assert_same_decode(boxes, scores, labels, **options) -> None:
+    sparse = sinkhorn_batched_nms(boxes, scores, labels, 0.5, **options)
+    dense = sinkhorn_batched_nms(boxes, scores, labels, 0.5, dense=True, **options)
+    assert sparse.keep.tolist() == dense.keep.tolist()
+    assert torch.equal(sparse.scores, dense.scores)
+    torch.testing.assert_close(sparse.boxes, dense.boxes, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(("n", "seed"), [(60, 0), (300, 1), (1000, 2), (1000, 3)])
+def test_sparse_equals_dense(n: int, seed: int) -> None:
+    assert_same_decode(*detector_candidates(n, seed))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sparse_equals_dense_with_embeddings(seed: int) -> None:
+    boxes, scores, labels = detector_candidates(400, seed)
+    g = torch.Generator().manual_seed(seed)
+    # Random appearance: overlapping boxes often look different and keep their own slots.
+    embeddings = torch.randn(400, 8, generator=g)
+    assert_same_decode(boxes, scores, labels, embeddings=embeddings)
+    assert_same_decode(boxes, scores, labels, embeddings=embeddings, feature_weight=3.0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"overlap": "iou"},
+        {"overlap": "nwd", "nwd_scale": 0.2},
+        {"overlap": "diou"},
+        {"eps": 0.2, "num_iters": 4},
+        {"dustbin_cost": 4.5},  # no similarity floor: every same-class pair is an edge
+        {"quality_weight": 2.0, "spatial_weight": 8.0},
+    ],
+)
+def test_sparse_equals_dense_options(options: dict) -> None:
+    assert_same_decode(*detector_candidates(300, 4), **options)
+
+
+def test_sparse_equals_dense_float64_and_ties() -> None:
+    boxes, scores, labels = detector_candidates(300, 5, dtype=torch.float64)
+    assert_same_decode(boxes, scores, labels)
+    # Exact duplicates with equal scores: the dense argmax keeps the first in input order.
+    boxes = torch.cat([boxes, boxes[:40]])
+    scores = torch.cat([scores, scores[:40]])
+    labels = torch.cat([labels, labels[:40]])
+    assert_same_decode(boxes, scores, labels)
+
+
+@pytest.mark.parametrize("overlap", ["iou+nwd", "iou", "nwd"])
+def test_edges_hold_every_close_pair(overlap: str) -> None:
+    boxes, _, labels = detector_candidates(800, 6, num_classes=5)
+    floor = similarity_floor(0.5, 0.05, 5.0, 3.0)
+    assert floor == pytest.approx(0.1)
+    nb = neighbourhoods(boxes, labels, overlap, 0.1, floor)
+    n = len(boxes)
+    edges = torch.zeros(n, n, dtype=torch.bool)
+    edges[nb.order[nb.row[nb.col < n]], nb.order[nb.col[nb.col < n]]] = True
+    same = labels.unsqueeze(1) == labels.unsqueeze(0)
+    close = (pairwise_overlap(boxes, boxes, overlap, 0.1) >= floor) & same
+    assert edges[close].all()
+    assert not edges[~same].any()
+    assert torch.equal(edges, edges.T) and edges.diagonal().all()
+
+    # The sweep intervals hold every pair that overlaps at all or has NWD >= floor.
+    order, _, hi = _sweep(boxes, labels, neighbourhood_reach(overlap, 0.1, floor))
+    position = torch.empty_like(order)
+    position[order] = torch.arange(n)
+    touching = (pairwise_iou(boxes, boxes) > 0) | (pairwise_nwd(boxes, boxes) >= floor)
+    if overlap == "iou":
+        touching = pairwise_iou(boxes, boxes) > 0
+    i, j = (touching & same).nonzero().T
+    first = torch.minimum(position[i], position[j])
+    last = torch.maximum(position[i], position[j])
+    assert (last < hi[first]).all()
+
+
+def test_batched_nms_passes_embeddings() -> None:
+    boxes = torch.tensor([[0.0, 100.0, 1000.0, 106.0], [0.0, 101.0, 1000.0, 107.0]])
+    scores = torch.tensor([0.9, 0.8])
+    labels = torch.zeros(2, dtype=torch.long)
+    different = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    kept = batched_nms(boxes, scores, labels, 0.5, method="sinkhorn", embeddings=different)
+    assert kept.tolist() == [0, 1]  # two adjacent threads that look different
+    same = different[[0, 0]]
+    assert batched_nms(boxes, scores, labels, 0.5, method="sinkhorn", embeddings=same).tolist() == [
+        0
+    ]
+    # The other methods ignore embeddings, so a detector can switch methods freely.
+    assert batched_nms(boxes, scores, labels, 0.5, embeddings=different).tolist() == [0]
+    with pytest.raises(ValueError, match="embeddings must have shape"):
+        batched_nms(boxes, scores, labels, 0.5, method="sinkhorn", embeddings=different[:1])
+    with pytest.raises(ValueError, match="embeddings contains NaN"):
+        batched_nms(boxes, scores, labels, 0.5, method="sinkhorn",
+                    embeddings=different * float("nan"))  # fmt: skip
