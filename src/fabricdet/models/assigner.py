@@ -4,7 +4,8 @@ For each ground-truth box, candidate locations are those whose centre lies insid
 widened to at least one stride in each direction (so a 2 px thread still has locations on
 every level, all along its length) or within ``radius`` strides of its centre (so a 3 px knot
 has some). Among the candidates a GT takes its ``k`` cheapest locations, ``k`` being the
-rounded sum of its 10 best IoUs (dynamic k: well-predicted objects get more positives); a
+rounded sum of its 10 best IoUs (dynamic k: well-predicted objects get more positives) but at
+least ``min_k`` (from scratch, IoUs start near 0 and one positive per object learns slowly); a
 location claimed by several GTs goes to the cheapest one. Cost = -log p(class) + 3 * (-log IoU).
 """
 
@@ -39,6 +40,7 @@ def assign(
     gt_labels: Tensor,
     radius: float = 2.5,
     topk: int = 10,
+    min_k: int = 4,
 ) -> Assignment:
     """Assign locations to GT boxes.
 
@@ -70,11 +72,11 @@ def assign(
     cost = -torch.log(cls_prob) - 3.0 * torch.log(iou + 1e-8) + 1e5 * (~candidate)
 
     cand_iou = iou * candidate
-    k_dyn = cand_iou.topk(min(topk, num_loc), dim=1).values.sum(1).int().clamp(min=1)  # [G]
-    order = cost.argsort(dim=1)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(num_loc, device=points.device).expand_as(order))
-    chosen = (rank < k_dyn.unsqueeze(1)) & candidate  # [G, A]
+    k_dyn = cand_iou.topk(min(topk, num_loc), dim=1).values.sum(1).int().clamp(min=min_k)  # [G]
+    k_max = int(min(max(topk, min_k), num_loc))
+    cheapest = cost.topk(k_max, dim=1, largest=False).indices  # [G, k_max], ascending cost
+    take = torch.arange(k_max, device=points.device).unsqueeze(0) < k_dyn.unsqueeze(1)
+    chosen = torch.zeros_like(candidate).scatter_(1, cheapest, take) & candidate  # [G, A]
     # a location wanted by several GTs goes to the cheapest
     cost_chosen = torch.where(chosen, cost, torch.full_like(cost, float("inf")))
     best_cost, best_gt = cost_chosen.min(0)
