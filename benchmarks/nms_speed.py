@@ -7,8 +7,11 @@ cluster of jittered boxes with decaying scores and some class confusion, plus lo
 For N in {100, 1000, 5000} it prints the median latency of each method (eval decode), of
 SinkhornNMS forward+backward in training mode, the ratio to torchvision's ``batched_nms``
 measured in the same run, and how often each method's kept set agrees with greedy NMS.
+``sinkhorn`` is the sparse eval path of ``batched_nms``; ``sinkhorn-dense`` solves every
+same-class pair (``dense=True``, the reference the sparse path is tested against).
 
     python benchmarks/nms_speed.py [--sizes 100 1000 5000] [--repeats 30] [--device cpu]
+        [--methods greedy sinkhorn] [--threads 1] [--no-train]
 """
 
 from __future__ import annotations
@@ -83,34 +86,56 @@ def train_step(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, 
     (out.keep_prob.sum() + out.boxes.sum() * 1e-3).backward()
 
 
-def rows_for_size(n: int, repeats: int, device: str, slots: int) -> list[str]:
+BENCH_METHODS: tuple[str, ...] = (*NMS_METHODS, "sinkhorn-dense")
+
+
+def run_method(
+    method: str, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    if method == "sinkhorn-dense":
+        return batched_nms(boxes, scores, labels, 0.5, method="sinkhorn", dense=True)
+    return batched_nms(boxes, scores, labels, 0.5, method=method)
+
+
+def rows_for_size(
+    n: int, repeats: int, device: str, slots: int, methods: list[str], train: bool
+) -> list[str]:
     boxes, scores, labels = make_candidates(n, device=device)
     greedy_keep = set(torchvision.ops.batched_nms(boxes, scores, labels, 0.5).tolist())
     base = median_ms(
         lambda: torchvision.ops.batched_nms(boxes, scores, labels, 0.5), repeats, device
     )
     rows = []
-    for method in NMS_METHODS:
+    for method in methods:
         # the sequential host-side baselines are slow: fewer repeats
-        reps = repeats if method in ("greedy", "sinkhorn", "matrix") else max(3, repeats // 10)
-        ms = median_ms(
-            lambda m=method: batched_nms(boxes, scores, labels, 0.5, method=m), reps, device
-        )
-        kept = set(batched_nms(boxes, scores, labels, 0.5, method=method).tolist())
+        fast = ("greedy", "sinkhorn", "sinkhorn-dense", "matrix")
+        reps = repeats if method in fast else max(3, repeats // 10)
+        ms = median_ms(lambda m=method: run_method(m, boxes, scores, labels), reps, device)
+        kept = set(run_method(method, boxes, scores, labels).tolist())
         jacc = len(kept & greedy_keep) / max(1, len(kept | greedy_keep))
         rows.append(f"| {n} | {method} | {ms:.2f} | {ms / base:.1f} | {jacc:.1%} |")
-    ms = median_ms(lambda: train_step(boxes, scores, labels, slots), repeats, device)
-    rows.append(f"| {n} | sinkhorn train fwd+bwd (K={slots}) | {ms:.2f} | {ms / base:.1f} | - |")
+    if train:
+        ms = median_ms(lambda: train_step(boxes, scores, labels, slots), repeats, device)
+        rows.append(
+            f"| {n} | sinkhorn train fwd+bwd (K={slots}) | {ms:.2f} | {ms / base:.1f} | - |"
+        )
     return rows
 
 
-def run(sizes: list[int], repeats: int, device: str, slots: int) -> str:
+def run(
+    sizes: list[int],
+    repeats: int,
+    device: str,
+    slots: int,
+    methods: list[str] | None = None,
+    train: bool = True,
+) -> str:
     lines = [
         "| N | method | median ms | x torchvision batched_nms | kept-set Jaccard vs greedy |",
         "|---|---|---|---|---|",
     ]
     for n in sizes:
-        lines += rows_for_size(n, repeats, device, slots)
+        lines += rows_for_size(n, repeats, device, slots, methods or list(BENCH_METHODS), train)
     return "\n".join(lines)
 
 
@@ -120,9 +145,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--slots", type=int, default=100, help="slots K in training mode")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--methods", nargs="+", choices=BENCH_METHODS, help="default: all")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--no-train", action="store_true", help="skip the training-mode row")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"device: {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(run(args.sizes, args.repeats, args.device, args.slots))
+    print(run(args.sizes, args.repeats, args.device, args.slots, args.methods, not args.no_train))
 
 
 if __name__ == "__main__":
