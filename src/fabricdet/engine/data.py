@@ -15,6 +15,7 @@ of workers, and a resumed run sees exactly the flips of an uninterrupted one.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -203,6 +204,19 @@ class TorchDetectionDataset(torch.utils.data.Dataset):
 def collate(samples: Sequence[tuple[Tensor, dict[str, Tensor], SampleMeta]]) -> Batch:
     """Lists of images, targets and metas (torchvision's detection contract)."""
     return Batch([s[0] for s in samples], [s[1] for s in samples], [s[2] for s in samples])
+
+
+def worker_context(num_workers: int) -> str | None:
+    """Start method of DataLoader workers: ``forkserver`` (else ``spawn``), never ``fork``.
+
+    A forked worker inherits the parent's locks but not its threads: when the parent has run
+    OpenCV, OpenMP or BLAS thread pools, the child can block forever on a lock held by a
+    thread that no longer exists (seen in tests after rendering synthetic data in-process).
+    A forkserver child starts from a clean process instead.
+    """
+    if num_workers == 0:
+        return None
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
 def seed_worker(worker_id: int) -> None:

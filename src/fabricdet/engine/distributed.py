@@ -88,6 +88,15 @@ def any_rank(info: DistInfo, flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
+def max_over_ranks(info: DistInfo, flag: bool, value: float) -> tuple[bool, float]:
+    """``(any rank's flag, the largest value)``, the same on every rank (a collective)."""
+    if not info.distributed:
+        return flag, value
+    t = torch.tensor([1.0 if flag else 0.0, value], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t[0].item() > 0), float(t[1].item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

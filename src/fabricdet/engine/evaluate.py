@@ -24,7 +24,7 @@ from fabricdet.data.formats.atomic import atomic_write_json
 from fabricdet.data.formats.rle import encode_mask
 from fabricdet.engine.checkpoint import LoadedModel
 from fabricdet.engine.config import EvalConfig
-from fabricdet.engine.data import TorchDetectionDataset, collate, select_split
+from fabricdet.engine.data import TorchDetectionDataset, collate, select_split, worker_context
 from fabricdet.engine.distributed import resolve_device
 from fabricdet.engine.inference import Runner, set_nms
 from fabricdet.engine.monitor import Progress
@@ -89,6 +89,7 @@ def predict_dataset(
         shuffle=False,
         num_workers=min(data_cfg.num_workers, 2),
         collate_fn=collate,
+        multiprocessing_context=worker_context(min(data_cfg.num_workers, 2)),
     )
     runner = Runner(loaded.model, resolve_device(device), cfg.score_threshold)
     columns: dict[str, list[Any]] = {"ids": [], "cats": [], "boxes": [], "scores": [], "masks": []}

@@ -1,8 +1,20 @@
-"""Optimiser and learning-rate schedule: AdamW, linear warm-up, cosine decay."""
+"""Optimiser and learning-rate schedule: AdamW, linear warm-up, cosine decay over the run.
+
+The schedule follows the run's *progress* ``p`` in [0, 1]:
+
+- a step budget alone: ``p = step / max_steps`` (deterministic, so a resumed run is exact);
+- with a time budget as well (``fabricdet train --minutes M``):
+  ``p = max(step / max_steps, trained_seconds / (60 M))``, so a run limited by the clock still
+  decays its learning rate to the end and anneals SinkhornNMS' eps fully, instead of being cut
+  off at the peak of the schedule. The clock counts training time across resumed sessions.
+
+The same ``p`` goes to the model's ``set_epoch_progress``.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,26 +33,57 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
+        {"params": no_decay, "weight_decay": 0.0, "base_lr": cfg.lr},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of ``cfg.lr`` at ``step``: linear warm-up from ``warmup_factor`` to 1 over
-    ``warmup_steps``, then cosine decay to ``min_lr_ratio`` at ``max_steps``."""
+def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rate: linear warm-up from ``warmup_factor`` to 1 over
+    ``warmup_steps`` steps, times a cosine from 1 at ``progress`` 0 to ``min_lr_ratio`` at 1."""
+    warm = 1.0
     if step < cfg.warmup_steps:
-        alpha = step / cfg.warmup_steps
-        return cfg.warmup_factor + (1.0 - cfg.warmup_factor) * alpha
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
+        warm = cfg.warmup_factor + (1.0 - cfg.warmup_factor) * step / cfg.warmup_steps
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return warm * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step scheduler of :func:`lr_factor` (call ``step()`` after each optimiser step)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
+class Schedule:
+    """Progress of a run and the learning rate that follows it (see the module docstring).
+
+    Args:
+        cfg: step budget, warm-up and decay.
+        budget_s: training-time budget in seconds, or None for a step budget alone.
+    """
+
+    def __init__(self, cfg: TrainConfig, budget_s: float | None = None) -> None:
+        self.cfg = cfg
+        self.budget_s = budget_s
+        self.trained_s = 0.0  # training time of all sessions so far
+
+    def progress(self, step: int) -> float:
+        """``p`` in [0, 1] after ``step`` steps."""
+        p = step / self.cfg.max_steps
+        if self.budget_s is not None:
+            p = max(p, self.trained_s / self.budget_s if self.budget_s > 0 else 1.0)
+        return min(1.0, p)
+
+    def done(self, step: int) -> bool:
+        return self.progress(step) >= 1.0
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Set each parameter group's learning rate for the coming step; return the first."""
+        factor = lr_factor(step, self.progress(step), self.cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return float(optimizer.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"budget_s": self.budget_s, "trained_s": self.trained_s}
+
+    def load_state_dict(self, state: dict[str, Any], budget_s: float | None) -> None:
+        """Restore the clock; a new ``budget_s`` (``--minutes`` given again on resume)
+        replaces the saved one."""
+        self.trained_s = float(state["trained_s"])
+        self.budget_s = budget_s if budget_s is not None else state["budget_s"]

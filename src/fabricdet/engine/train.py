@@ -10,9 +10,11 @@
 - ``model.pt``: weights + config + category map (see :mod:`fabricdet.engine.checkpoint`);
 - ``tb/``: TensorBoard scalars (losses, learning rate) when tensorboard is installed.
 
-The run stops at ``train.max_steps``, after ``minutes`` of training, or after
-``stop_after_steps`` steps of this session, whichever comes first; a run stopped early is
-resumed with ``resume=True``.
+The run stops at ``train.max_steps``, when a ``minutes`` training-time budget is spent (the
+schedule then follows the clock, see :mod:`fabricdet.engine.optim`), or after
+``stop_after_steps`` steps of this session, whichever comes first. A resumed run continues
+exactly when it is scheduled by steps; a time-budgeted one follows the clock, which no run
+repeats.
 """
 
 from __future__ import annotations
@@ -40,16 +42,31 @@ from fabricdet.engine.checkpoint import (
     default_factory,
     factory_name,
     load_checkpoint,
+    resolve_factory,
     restore_rng,
     save_checkpoint,
     save_model_file,
 )
 from fabricdet.engine.config import ConfigError, RunConfig, validate
 from fabricdet.engine.config_io import config_from_dict, save_config, to_dict
-from fabricdet.engine.data import Batch, TorchDetectionDataset, collate, seed_worker, select_split
-from fabricdet.engine.distributed import DistInfo, any_rank, barrier, init_distributed, shutdown
+from fabricdet.engine.data import (
+    Batch,
+    TorchDetectionDataset,
+    collate,
+    seed_worker,
+    select_split,
+    worker_context,
+)
+from fabricdet.engine.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    init_distributed,
+    max_over_ranks,
+    shutdown,
+)
 from fabricdet.engine.monitor import Progress, ScalarWriter, open_tensorboard
-from fabricdet.engine.optim import build_optimizer, build_scheduler
+from fabricdet.engine.optim import Schedule, build_optimizer
 from fabricdet.engine.sampler import RepeatFactorBatchSampler, repeat_factors
 from fabricdet.errors import FabricdetError
 
@@ -114,6 +131,7 @@ class _Trainer:
         info: DistInfo,
         factory: ModelFactory,
         factory_id: str,
+        budget_s: float | None,
     ) -> None:
         self.cfg, self.out_dir, self.info = cfg, out_dir, info
         self.factory_id = factory_id
@@ -122,7 +140,8 @@ class _Trainer:
         _seed_everything(cfg.train.seed)  # identical initial weights on every rank
         self.model: nn.Module = factory(cfg.model, dataset.num_classes).to(info.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
-        self.scheduler = build_scheduler(self.optimizer, cfg.train)
+        self.budget_s = budget_s
+        self.schedule = Schedule(cfg.train, budget_s)
         self.use_amp = cfg.train.amp and info.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
@@ -140,7 +159,7 @@ class _Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "config": to_dict(self.cfg),
@@ -158,7 +177,7 @@ class _Trainer:
             )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.schedule.load_state_dict(ckpt["scheduler"], self.budget_s)
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
         restore_rng(ckpt["rng"])
@@ -200,13 +219,15 @@ class _Trainer:
             worker_init_fn=seed_worker,
             generator=gen,
             pin_memory=self.info.device.type == "cuda",
+            multiprocessing_context=worker_context(d.num_workers),
         )
 
     # -- one step ------------------------------------------------------------------------
     def train_step(self, batch: Batch) -> dict[str, float]:
         t = self.cfg.train
         if hasattr(self.model, "set_epoch_progress"):
-            self.model.set_epoch_progress(self.step / t.max_steps)
+            self.model.set_epoch_progress(self.schedule.progress(self.step))
+        lr = self.schedule.apply(self.optimizer, self.step)
         images, targets = _to_device(batch, self.info.device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
         with autocast:
@@ -234,19 +255,18 @@ class _Trainer:
             values["grad_norm"] = float(grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
         self.step += 1
         values["loss"] = total
+        values["lr"] = lr
         return values
 
 
-def _log(writer: ScalarWriter | None, step: int, values: dict[str, float], lr: float) -> None:
+def _log(writer: ScalarWriter | None, step: int, values: dict[str, float]) -> None:
     if writer is None:
         return
     for k, v in values.items():
-        tag = k if k in ("loss", "grad_norm") else f"loss/{k}"
+        tag = k if k in ("loss", "grad_norm", "lr") else f"loss/{k}"
         writer.add_scalar(f"train/{tag}", v, step)
-    writer.add_scalar("train/lr", lr, step)
 
 
 def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
@@ -281,9 +301,13 @@ def train(
         dataset: any loaded dataset; images without a split are assigned one
             (:func:`~fabricdet.data.formats.assign_splits`).
         out_dir: the run folder (see the module docstring).
-        minutes: stop after this many minutes of training (checkpoint and model written).
+        minutes: training-time budget: the learning-rate schedule and the model's progress
+            follow the clock as well as the steps, and the run stops when either budget is
+            spent (see :mod:`fabricdet.engine.optim`). Counted across resumed sessions; given
+            again on resume, it replaces the saved budget.
         resume: continue the run in ``out_dir`` from its checkpoint.
-        model_factory: builds the model; default ``fabricdet.models.build_model``.
+        model_factory: builds the model; default ``fabricdet.models.build_model`` (on resume:
+            the builder recorded in the checkpoint).
         stop_after_steps: stop after this many steps of this session (like ``minutes``).
         progress: show progress on stderr (rank 0 only).
 
@@ -299,27 +323,31 @@ def train(
     if cfg is None:
         raise ConfigError("train() needs a config unless it resumes a run")
     validate(cfg)
-    factory = model_factory or default_factory()
+    if model_factory is not None:
+        factory = model_factory
+    elif ckpt is not None:  # rebuild what the run trained, whichever builder that was
+        factory = resolve_factory(ckpt["factory"])
+    else:
+        factory = default_factory()
     factory_id = ckpt["factory"] if ckpt is not None else factory_name(factory)
     info = init_distributed(cfg.train.device)
     try:
-        trainer = _Trainer(cfg, dataset, out_dir, info, factory, factory_id)
+        budget_s = None if minutes is None else max(0.0, minutes) * 60.0
+        trainer = _Trainer(cfg, dataset, out_dir, info, factory, factory_id, budget_s)
         if ckpt is not None:
             trainer.load(ckpt, out_dir / CHECKPOINT_FILE)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out_dir / CONFIG_FILE)
-        _run(trainer, minutes, stop_after_steps, progress)
+        _run(trainer, stop_after_steps, progress)
         barrier(info)  # model.pt exists for every rank when train() returns
     finally:
         shutdown(info)
     return out_dir / MODEL_FILE
 
 
-def _run(
-    trainer: _Trainer, minutes: float | None, stop_after_steps: int | None, progress: bool
-) -> None:
-    t, info = trainer.cfg.train, trainer.info
+def _run(trainer: _Trainer, stop_after_steps: int | None, progress: bool) -> None:
+    t, info, schedule = trainer.cfg.train, trainer.info, trainer.schedule
     writer = None
     if t.tensorboard and info.is_main:
         writer = open_tensorboard(str(trainer.out_dir / TENSORBOARD_DIR), purge_step=trainer.step)
@@ -331,23 +359,25 @@ def _run(
         every=t.log_every,
     )
     trainer.model.train()
-    start, session_steps = time.perf_counter(), 0
-    last_saved = trainer.step
+    session_steps, last_saved = 0, trainer.step
     batches = iter(trainer.loader())
     try:
-        while trainer.step < t.max_steps:
+        while not schedule.done(trainer.step):
+            tick = time.perf_counter()
             values = trainer.train_step(next(batches))
             session_steps += 1
-            lr = trainer.optimizer.param_groups[0]["lr"]
             if trainer.step % t.log_every == 0 or trainer.step == t.max_steps:
-                _log(writer, trainer.step, values, lr)
-            bar.update(1, loss=values["loss"], lr=lr)
+                _log(writer, trainer.step, values)
+            bar.update(1, loss=values["loss"], lr=values["lr"])
             if trainer.step % t.checkpoint_every == 0:
                 trainer.save_checkpoint()
                 last_saved = trainer.step
-            out_of_time = minutes is not None and time.perf_counter() - start >= minutes * 60
+            # Every rank must see the same clock (it sets the learning rate) and stop at the
+            # same step: take the slowest rank's step time and any rank's stop request.
             out_of_steps = stop_after_steps is not None and session_steps >= stop_after_steps
-            if any_rank(info, out_of_time or out_of_steps):
+            stop, seconds = max_over_ranks(info, out_of_steps, time.perf_counter() - tick)
+            schedule.trained_s += seconds
+            if stop:
                 break
     except KeyboardInterrupt:
         # Keep the work done so far: a Ctrl-C'd run resumes from here.

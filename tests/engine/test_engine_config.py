@@ -1,0 +1,97 @@
+"""Run config: presets, ``key=value`` overrides, YAML round trip, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from fabricdet.engine import PRESETS, ConfigError, apply_overrides, load_config, preset
+from fabricdet.engine.config_io import leaf_keys, save_config
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_and_independent(name):
+    a, b = preset(name), preset(name)
+    assert a == b and a is not b
+    a.train.max_steps += 1
+    assert preset(name).train.max_steps == b.train.max_steps  # no shared state
+
+
+def test_overrides_parse_to_the_field_types():
+    cfg = apply_overrides(
+        preset("tiny"),
+        [
+            "train.max_steps=200",
+            "model.nms=greedy",
+            "model.strides=[8,16,32]",
+            "model.sinkhorn.eps=0.1",
+            "train.lr=1e-3",  # YAML 1.1 reads this as a string; it is still a float
+            "train.amp=true",
+            "eval.nms=none",
+            "model.backbone_weights=/w/resnet.pt",
+            "train.betas=0.8,0.95",
+        ],
+    )
+    assert cfg.train.max_steps == 200 and isinstance(cfg.train.max_steps, int)
+    assert cfg.model.nms == "greedy"
+    assert cfg.model.strides == (8, 16, 32)
+    assert cfg.model.sinkhorn.eps == 0.1
+    assert cfg.train.lr == 1e-3 and cfg.train.amp is True
+    assert cfg.eval.nms is None
+    assert cfg.model.backbone_weights == "/w/resnet.pt"
+    assert cfg.train.betas == (0.8, 0.95)
+
+
+def test_overrides_leave_the_input_alone():
+    base = preset("tiny")
+    apply_overrides(base, ["train.max_steps=99", "model.sinkhorn.eps=0.2"])
+    assert base == preset("tiny")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.max_step=3", "did you mean train.max_steps"),
+        ("trian.lr=1", "valid keys"),
+        ("train.max_steps=many", "train.max_steps"),
+        ("train.amp=maybe", "train.amp"),
+        ("model.nms=fast", "greedy, soft, matrix, diou, wbf, sinkhorn"),
+        ("data.masks=some", "none, full"),
+        ("train.max_steps=0", "train.max_steps"),
+        ("train=3", "is a section"),
+        ("max_steps", "not key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(preset("tiny"), [override])
+
+
+def test_unknown_key_lists_valid_keys_of_its_section():
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(preset("tiny"), ["train.steps=3"])
+    text = str(err.value)
+    assert "train.max_steps" in text and "train.lr" in text and "model.width" not in text
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="default, full, tiny"):
+        preset("huge")
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = apply_overrides(preset("full"), ["model.strides=[4,8]", "eval.nms=wbf"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+    assert set(leaf_keys()) >= {"model.sinkhorn.eps", "data.max_size", "eval.nms"}
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(path)
+    path.write_text("train:\n  max_stepz: 3\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml.*train\.max_stepz"):
+        load_config(path)
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
