@@ -17,6 +17,8 @@ from fabricdet.data.dataset import DetectionDataset
 from fabricdet.data.formats import write_coco
 from fabricdet.engine import evaluate, evaluate_all_nms, load_model
 from fabricdet.engine.checkpoint import save_model_file
+from fabricdet.engine.evaluate import defective_images_only
+from fabricdet.metrics import Predictions, read_predictions, tianchi_score
 from fabricdet.ops.nms import NMS_METHODS
 
 KEYS = {"coco_ap", "coco_ap50", "coco_ap75", "tianchi_score", "acc", "map_voc", "ms_per_image"}
@@ -64,7 +66,11 @@ def test_every_nms_method_on_a_trained_model(double_run, synth, tmp_path):
     assert list(results) == list(NMS_METHODS)
     for method, r in results.items():
         assert r.keys() >= KEYS and r["nms"] == method
-        assert (tmp_path / f"submission_all_{method}.json").is_file()
+        # The reported Tianchi numbers are those of the submission written.
+        submission = read_predictions(tmp_path / f"submission_all_{method}.json", synth)
+        official = tianchi_score(synth, submission)
+        assert (r["tianchi_score"], r["acc"]) == (official.score, official.acc)
+        assert r["num_predictions"] >= len(submission)
     assert loaded.model.nms_method == "sinkhorn"  # the model's own method is restored
 
 
@@ -112,3 +118,10 @@ def test_eval_errors_name_the_file_and_the_fix(oracle, tmp_path, capsys):
     err = error(str(path), data, "--nms", "fastest")
     assert "unknown NMS method 'fastest'; choose one of greedy, soft, matrix, diou, wbf" in err
     assert "split 'val' has no images" in error(str(path), data)
+
+
+def test_submission_keeps_the_images_whose_best_detection_is_confident():
+    preds = Predictions([1, 1, 2, 3], [1, 2, 1, 1], [[0, 0, 1, 1]] * 4, [0.9, 0.01, 0.04, 0.5])
+    kept = defective_images_only(preds, 0.3)
+    assert kept.image_ids.tolist() == [1, 1, 3]  # image 1 keeps its low-scored box too
+    assert len(defective_images_only(Predictions.empty(), 0.3)) == 0

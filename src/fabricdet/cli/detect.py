@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from fabricdet.engine.checkpoint import load_model
+from fabricdet.engine.config import ConfigError
 from fabricdet.engine.inference import check_nms
 from fabricdet.engine.predict import detect, write_detections
 from fabricdet.ops.nms import NMS_METHODS
@@ -24,7 +25,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--nms", default=None, help=f"NMS method: {', '.join(NMS_METHODS)} (default: the run's)"
     )
     parser.add_argument(
-        "--score-threshold", type=float, default=None, help="drop detections below this"
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="report detections scoring at least this (default: the run's eval.defect_threshold)",
     )
     parser.add_argument("--no-draw", action="store_true", help="write detections.json only")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -36,6 +40,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.nms is not None:
         check_nms(args.nms)
+    if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
+        raise ConfigError(f"--score-threshold {args.score_threshold}: expected a number in 0..1")
     loaded = load_model(args.model, device="cpu")
     detections = detect(
         loaded,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fabricdet.data.formats import load_dataset_with_report
 from fabricdet.engine.checkpoint import load_model
+from fabricdet.engine.config import validate
 from fabricdet.engine.evaluate import evaluate, evaluate_all_nms
 from fabricdet.engine.inference import check_nms
 from fabricdet.metrics import format_summary
@@ -37,7 +38,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: MODEL's)")
     parser.add_argument(
-        "--score-threshold", type=float, default=None, help="drop detections below this"
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="drop detections below this before scoring (default: the run's eval.score_threshold)",
+    )
+    parser.add_argument(
+        "--defect-threshold",
+        type=float,
+        default=None,
+        help="an image is defective when a detection scores at least this; the Tianchi "
+        "submission keeps those images (default: the run's eval.defect_threshold)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--lenient", action="store_true", help="skip bad dataset records")
@@ -54,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     eval_cfg = loaded.config.eval
     if args.score_threshold is not None:
         eval_cfg = dataclasses.replace(eval_cfg, score_threshold=args.score_threshold)
+    if args.defect_threshold is not None:
+        eval_cfg = dataclasses.replace(eval_cfg, defect_threshold=args.defect_threshold)
+    validate(dataclasses.replace(loaded.config, eval=eval_cfg))  # thresholds in 0..1
     out_dir = args.out or loaded.path.parent
     if args.nms == ALL_METHODS:
         results = evaluate_all_nms(

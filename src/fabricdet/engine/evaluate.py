@@ -32,6 +32,7 @@ from fabricdet.errors import DataError
 from fabricdet.metrics import (
     Predictions,
     evaluate_predictions,
+    tianchi_score,
     write_coco_results,
     write_tianchi_submission,
 )
@@ -94,7 +95,8 @@ def predict_dataset(
     runner = Runner(loaded.model, resolve_device(device), cfg.score_threshold)
     columns: dict[str, list[Any]] = {"ids": [], "cats": [], "boxes": [], "scores": [], "masks": []}
     has_masks = True
-    bar = Progress(len(dataset.images), "eval", enabled=progress, every=max(1, cfg.batch_size))
+    n = len(dataset.images)
+    bar = Progress(n, "eval", enabled=progress, every=max(cfg.batch_size, n // 10))
     try:
         for k, batch in enumerate(loader):
             resizes = [m.resize for m in batch.metas]
@@ -123,6 +125,34 @@ def predict_dataset(
     return preds, runner.ms_per_image
 
 
+def defective_images_only(preds: Predictions, threshold: float) -> Predictions:
+    """The detections of the images whose best detection scores at least ``threshold``: a
+    Tianchi submission (every image named in it counts as defective)."""
+    if not len(preds):
+        return preds
+    ids, inverse = np.unique(preds.image_ids, return_inverse=True)
+    best = np.full(len(ids), -np.inf, dtype=np.float32)
+    np.maximum.at(best, inverse, preds.scores)
+    return preds.select(best[inverse] >= threshold)
+
+
+def _use_submission_score(
+    summary: dict[str, Any], dataset: DetectionDataset, submission: Predictions
+) -> None:
+    """Replace the Tianchi keys of ``summary`` by the score of ``submission``."""
+    tc = tianchi_score(dataset, submission)
+    summary.update(
+        tianchi_score=tc.score,
+        acc=tc.acc,
+        map_voc=tc.map,
+        map_voc_per_iou={f"{t:g}": v for t, v in tc.map_per_iou.items()},
+    )
+    names = {c.id: c.name for c in dataset.categories}
+    for cid, name in names.items():
+        if name in summary["per_class"]:
+            summary["per_class"][name]["voc_ap"] = tc.per_class.get(cid, 0.0)
+
+
 def output_paths(out_dir: Path, split: str, nms: str) -> dict[str, Path]:
     """Where :func:`evaluate` writes its files for one split and NMS method."""
     stem = f"{split}_{nms}"
@@ -146,6 +176,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of a model on one split with one NMS method.
 
+    COCO AP (and mask metrics) are computed from every detection scoring at least
+    ``eval.score_threshold``; the Tianchi score, ACC and VOC mAP from the submission, which
+    keeps the images whose best detection reaches ``eval.defect_threshold``.
+
     Args:
         split: a split name or ``"all"``; default the run's ``data.val_split``.
         nms: NMS method; default ``eval.nms`` of the run, else the model's own.
@@ -158,7 +192,8 @@ def evaluate(
     Returns:
         :func:`~fabricdet.metrics.evaluate_predictions`' keys (``coco_ap``, ``coco_ap50``,
         ``coco_ap75``, ``tianchi_score``, ``acc``, ``map_voc``, ...) plus ``ms_per_image``,
-        ``nms``, ``split``, ``model``, ``step`` and, with ``out_dir``, ``files``.
+        ``nms``, ``split``, ``score_threshold``, ``defect_threshold``, ``model``, ``step``
+        and, with ``out_dir``, ``files``.
     """
     cfg = eval_cfg or loaded.config.eval
     split = split or loaded.config.data.val_split
@@ -171,17 +206,22 @@ def evaluate(
     finally:
         if original is not None:
             loaded.model.nms_method = original
-    summary = evaluate_predictions(subset, preds)
+    # COCO AP from every detection; the Tianchi numbers from the submission actually written.
+    summary = evaluate_predictions(subset, preds, score_threshold=cfg.defect_threshold)
+    submission = defective_images_only(preds, cfg.defect_threshold)
+    _use_submission_score(summary, subset, submission)
     summary.update(
         ms_per_image=ms if math.isfinite(ms) else None,
         nms=nms,
         split=split,
+        score_threshold=cfg.score_threshold,
+        defect_threshold=cfg.defect_threshold,
         model=str(loaded.path),
         step=loaded.step,
     )
     if out_dir is not None:
         paths = output_paths(Path(out_dir), split, nms)
-        write_tianchi_submission(preds, subset, paths["tianchi_submission"])
+        write_tianchi_submission(submission, subset, paths["tianchi_submission"])
         write_coco_results(preds, paths["coco_results"])
         summary["files"] = {k: str(v) for k, v in paths.items()}
         atomic_write_json(paths["metrics"], summary)

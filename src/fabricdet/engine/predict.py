@@ -109,7 +109,7 @@ def detect(
 
     Args:
         nms: NMS method; default the run's ``eval.nms``, else the model's own.
-        score_threshold: default the run's ``eval.score_threshold``.
+        score_threshold: default the run's ``eval.defect_threshold``.
 
     Raises:
         DataError: a missing or unreadable image, naming it.
@@ -117,12 +117,12 @@ def detect(
     cfg = loaded.config
     files = expand_image_paths(paths)
     set_nms(loaded.model, nms or cfg.eval_nms())
-    thresh = cfg.eval.score_threshold if score_threshold is None else score_threshold
+    thresh = cfg.eval.defect_threshold if score_threshold is None else score_threshold
     runner = Runner(loaded.model, resolve_device(device), thresh)
     ids = np.array([c.id for c in loaded.categories], dtype=np.int64)
     names = [c.name for c in loaded.categories]
     results = []
-    bar = Progress(len(files), "detect", enabled=progress)
+    bar = Progress(len(files), "detect", enabled=progress, every=max(1, len(files) // 10))
     try:
         for f in files:
             image, r = load_for_model(f, cfg.data)
