@@ -46,12 +46,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     main_rank = int(os.environ.get("RANK", "0")) == 0
+    cfg = None  # with --resume alone: the run's own config
+    if not args.resume or args.preset is not None or args.overrides:
+        # Before the dataset: a typo in an override fails at once, not after a long read.
+        cfg = apply_overrides(preset(args.preset or "default"), args.overrides)
     dataset, report = load_dataset_with_report(args.data, strict=not args.lenient)
     if not report.clean and main_rank:
         print(report.format(), file=sys.stderr)
-    cfg = None
-    if not args.resume or args.preset is not None or args.overrides:
-        cfg = apply_overrides(preset(args.preset or "default"), args.overrides)
     model_path = train(
         cfg,
         dataset,
