@@ -37,6 +37,8 @@ class ModelConfig:
             ``sinkhorn``); swappable at eval time.
         set_loss: train through SinkhornNMS with the set loss (``False``: dense losses only).
         set_loss_weight: weight of the set loss terms.
+        set_loss_warmup: fraction of training over which the set loss weight ramps up from 0
+            (the slots are meaningless until the dense head produces sensible candidates).
         set_topk: candidates per image fed to SinkhornNMS in training.
         slots: SinkhornNMS slots K in training.
         score_thresh, topk_candidates, detections_per_img: inference post-processing.
@@ -53,6 +55,7 @@ class ModelConfig:
     nms: str = "sinkhorn"
     set_loss: bool = True
     set_loss_weight: float = 1.0
+    set_loss_warmup: float = 0.3
     set_topk: int = 300
     slots: int = 100
     score_thresh: float = 0.05

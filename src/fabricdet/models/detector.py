@@ -59,6 +59,7 @@ class FabricDetector(nn.Module):
         self.size_divisor = max(strides)
         self._nms_method = ""
         self.nms_method = cfg.nms
+        self.progress = 1.0  # fraction of training done; set by set_epoch_progress
 
     @property
     def nms_method(self) -> str:
@@ -71,9 +72,11 @@ class FabricDetector(nn.Module):
         self._nms_method = method
 
     def set_epoch_progress(self, progress: float) -> None:
-        """Anneal SinkhornNMS' eps geometrically from ``eps_start`` to ``eps`` over training."""
+        """Anneal SinkhornNMS' eps geometrically from ``eps_start`` to ``eps`` over training and
+        ramp the set loss in over its warm-up."""
         sk = self.cfg.sinkhorn
         p = min(max(progress, 0.0), 1.0)
+        self.progress = p
         self.sinkhorn.eps = sk.eps_start * (sk.eps / sk.eps_start) ** p
 
     def _batch(self, images: list[Tensor]) -> Tensor:
@@ -137,7 +140,9 @@ class FabricDetector(nn.Module):
                 cand.boxes, cand.scores, cand.labels, self._embeddings(cand), cand.mask
             )
             set_losses = self.criterion(nms, targets)
-            losses.update({k: self.cfg.set_loss_weight * v for k, v in set_losses.items()})
+            ramp = min(1.0, self.progress / max(self.cfg.set_loss_warmup, 1e-9))
+            weight = self.cfg.set_loss_weight * ramp
+            losses.update({k: weight * v for k, v in set_losses.items()})
         return losses
 
     def _embeddings(self, cand: Candidates) -> Tensor | None:

@@ -1,9 +1,11 @@
 """Set loss on SinkhornNMS' slots: what trains the detector *through* its duplicate removal.
 
-Slots are matched one-to-one to ground-truth objects (Hungarian matching, as in DETR); a matched
-slot must survive (keep probability -> 1) and its plan-fused box must fit the object (GIoU); every
-other slot must be suppressed (keep probability -> 0). The gradients flow through the Sinkhorn
-plan into the candidates' scores, boxes and embeddings.
+Slots are matched one-to-one to ground-truth objects (Hungarian matching, as in DETR). A slot's
+confidence is its seed's score times its keep probability; a matched slot's confidence goes to
+1 and its plan-fused box must fit the object (GIoU); every other slot's confidence goes to 0,
+by suppression when it duplicates a better slot, by a lower score when it is a lone false
+positive (no NMS can remove those). The gradients flow through the Sinkhorn plan into the
+candidates' scores, boxes and embeddings.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class SetCriterion:
         if len(valid) == 0 or len(gt_labels) == 0:
             return matched
         boxes = out.boxes[b, valid].float()
-        cost = 2 * (1 - generalized_box_iou(boxes, gt_boxes)) - out.keep_prob[b, valid, None]
+        confidence = (out.scores[b, valid] * out.keep_prob[b, valid]).unsqueeze(1)
+        cost = 2 * (1 - generalized_box_iou(boxes, gt_boxes)) - confidence
         cost = cost + 1e3 * (out.labels[b, valid, None] != gt_labels[None, :])
         rows, cols = linear_sum_assignment(cost.cpu().numpy())
         rows_t = torch.as_tensor(rows, device=valid.device)
@@ -69,9 +72,12 @@ class SetCriterion:
             gt_boxes.append(target["boxes"][hit])
             num_gt += len(target["labels"])
         norm = max(num_gt, 1)
-        prob = out.keep_prob.clamp(1e-6, 1 - 1e-6).float()
-        keep = F.binary_cross_entropy(prob, keep_target, reduction="none")
-        keep = (keep * out.slot_mask).sum() / norm
+        prob = (out.scores * out.keep_prob).clamp(1e-6, 1 - 1e-6).float()
+        bce = F.binary_cross_entropy(prob, keep_target, reduction="none") * out.slot_mask
+        # positives per object, negatives per slot: hundreds of empty slots must not drown the
+        # few matched ones, nor dominate the dense losses' gradients
+        positive = keep_target > 0
+        keep = bce[positive].sum() / norm + bce[~positive].sum() / max(int(out.slot_mask.sum()), 1)
         pb, gb = torch.cat(pred_boxes), torch.cat(gt_boxes)
         box = (
             generalized_box_iou_loss(pb.float(), gb, reduction="sum") / norm

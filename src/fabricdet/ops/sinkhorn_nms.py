@@ -12,7 +12,7 @@ stays in it. The transport plan ``P`` solves the balanced problem of
 
     C_ij = w_sp * relu(theta - sigma(b_i, b_seed(j))) / theta              spatial
          + w_ft * (1 - cos(f_i, f_seed(j)))                                 appearance
-         + w_q  * (-log s_seed(j))                                          quality prior
+         + w_q  * (log s_i - log s_seed(j))                                 quality prior
          + BIG * [l_i != l_seed(j)]                                         (unless class-agnostic)
 
     a_i = s_i                            candidate supply: its confidence
@@ -25,9 +25,12 @@ Gaussian-Wasserstein similarity, which keeps hair-thin and very long boxes toget
 falls apart; :func:`fabricdet.ops.boxes.pairwise_overlap`). The hinge makes every slot that
 overlaps a candidate by more than ``theta`` equally close, so among them the quality prior
 decides: mass flows to the best-scored overlapping seed, which is what greedy NMS does, softly.
-Matching is worth it only when ``C_ij < delta``, so ``delta`` also acts as a soft score floor
-(``s > exp(-delta / w_q)``). The appearance term is what lets two overlapping objects that
-look different (two adjacent broken threads) keep their own slots, which greedy NMS cannot.
+Matching is worth it only when ``C_ij < delta``. The quality prior is relative to the
+candidate's own score, so a seed's own slot costs 0 and no absolute score floor is imposed (an
+absolute prior ``-log s_j`` would drop every box below ``exp(-delta / w_q)``, hurting recall at
+low thresholds); only candidates that no slot explains go to the dustbin. The appearance term
+is what lets two overlapping objects that look different (two adjacent broken threads) keep
+their own slots, which greedy NMS cannot.
 The capacity bounds how much look-alike mass a slot can absorb: without embeddings it is the
 whole class mass (never binding, greedy-like); with them, mass of a different-looking object
 cannot be absorbed.
@@ -209,7 +212,7 @@ class SinkhornNMS(nn.Module):
         seed_labels = torch.gather(labels_eff, 1, slot_index)
         same_class = labels_eff.unsqueeze(-1) == seed_labels.unsqueeze(-2)  # [B, N, K]
 
-        cost, kernel = self._cost(boxes, seed_boxes, seed_scores, embeddings, slot_index)
+        cost, kernel = self._cost(boxes, scores, seed_boxes, seed_scores, embeddings, slot_index)
         cost = torch.where(same_class, cost, torch.full_like(cost, _BIG))
         supply = scores * mask
         capacity = ((supply.unsqueeze(-1) * kernel) * same_class).sum(1)  # [B, K]
@@ -226,6 +229,7 @@ class SinkhornNMS(nn.Module):
     def _cost(
         self,
         boxes: Tensor,
+        scores: Tensor,
         seed_boxes: Tensor,
         seed_scores: Tensor,
         embeddings: Tensor | None,
@@ -238,8 +242,12 @@ class SinkhornNMS(nn.Module):
         sigma = torch.where(candidate == slot_index.unsqueeze(1), torch.ones_like(sigma), sigma)
         theta = self.iou_threshold
         cost = self.spatial_weight * torch.relu(theta - sigma) / theta
-        quality = -torch.log(seed_scores.clamp_min(1e-6))
-        cost = cost + self.quality_weight * quality.unsqueeze(1)
+        # Relative prior log(s_i / s_seed): the candidate's own slot costs 0, stronger seeds
+        # less. Its row-constant part cancels between slots and only sets the slot/dustbin
+        # balance, so no score floor is imposed (that is the detector's score threshold).
+        log_s = torch.log(scores.clamp_min(1e-6))
+        log_seed = torch.log(seed_scores.clamp_min(1e-6))
+        cost = cost + self.quality_weight * (log_s.unsqueeze(2) - log_seed.unsqueeze(1))
         if embeddings is None:
             return cost, torch.ones_like(cost)
         emb = F.normalize(embeddings.to(cost.dtype), dim=-1)

@@ -325,9 +325,14 @@ def sparse_sinkhorn_nms(
         cost = cost + feature_weight * dissim
     cost = cost.masked_fill(dust, dustbin_cost)
     # Quality prior of the column (0 for dustbin columns); K^T's entry (p, q) is K's (q, p).
-    quality = torch.cat([-quality_weight * torch.log(supply.clamp_min(1e-6)), supply.new_zeros(g)])
-    log_k = (cost + quality.index_select(0, col)) * (-1.0 / eps)
-    log_kt = (cost + quality.index_select(0, row)) * (-1.0 / eps)
+    # Relative quality prior w_q * (log s_i - log s_j) on candidate -> slot edges: the column's
+    # part, and the row's own (row constant, so it only moves the slot/dustbin balance).
+    log_s = quality_weight * torch.log(supply.clamp_min(1e-6))
+    zeros = supply.new_zeros(g)
+    quality = torch.cat([-log_s, zeros])
+    own = torch.cat([log_s, zeros])
+    log_k = (cost + quality.index_select(0, col) + own.index_select(0, row) * ~dust) * (-1.0 / eps)
+    log_kt = (cost + quality.index_select(0, row) + own.index_select(0, col) * ~dust) * (-1.0 / eps)
     # Row-stabilised kernel (every row's largest entry is 1), as in the dense hybrid solver.
     row_max = torch.segment_reduce(log_k, "max", offsets=nb.crow[: n + 1])
     row_max_ext = torch.cat([row_max, row_max.new_zeros(g)])
