@@ -58,7 +58,7 @@ class ModelConfig:
     set_loss_warmup: float = 0.3
     set_topk: int = 300
     slots: int = 100
-    score_thresh: float = 0.05
+    score_thresh: float = 0.01
     topk_candidates: int = 1000
     detections_per_img: int = 100
     sinkhorn: SinkhornNMSConfig = field(default_factory=SinkhornNMSConfig)
