@@ -17,6 +17,7 @@ from fabricdet.errors import FabricdetError
 
 # name -> (module under fabricdet.cli, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "the whole pipeline on the synthetic benchmark: data, training, report"),
     "synth": ("synth", "generate a synthetic fabric-defect dataset in the Tianchi layout"),
     "convert": ("convert", "convert a dataset between the Tianchi, COCO and YOLO formats"),
     "eval-preds": ("eval_preds", "score a prediction file against a dataset"),
