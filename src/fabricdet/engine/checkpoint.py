@@ -13,11 +13,8 @@ of the function that builds the model (``"fabricdet.models:build_model"`` by def
 from __future__ import annotations
 
 import importlib
-import os
 import random
-import tempfile
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ import torch
 from torch import nn
 
 from fabricdet.data.categories import Category
+from fabricdet.data.formats.atomic import atomic_write
 from fabricdet.engine.config import RunConfig
 from fabricdet.engine.config_io import config_from_dict, to_dict
 from fabricdet.errors import FabricdetError
@@ -48,20 +46,7 @@ class CheckpointError(FabricdetError):
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
 def _load(path: Path, expected: str, what: str) -> dict[str, Any]:

@@ -79,5 +79,4 @@ class HtmlReport:
 
     def write(self, path: Path) -> None:
         """Write atomically (temporary file, then rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, self.render())

@@ -10,23 +10,25 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
-def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically, creating parent folders.
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool = True) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    ``fsync=False`` skips flushing to disk (still atomic for readers, not across a power
-    loss): for the thousands of small label files of a YOLO dataset.
+    Parent folders are created; on any failure the temporary file is removed and ``path`` is
+    untouched. ``fsync=False`` skips flushing to disk (still atomic for readers, not across a
+    power loss): for the thousands of small label files of a YOLO dataset.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -37,6 +39,12 @@ def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` newlines) to ``path`` atomically (:func:`atomic_write`)."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data), fsync=fsync)
 
 
 def atomic_write_json(path: Path, obj: Any, *, ensure_ascii: bool = False) -> None:
