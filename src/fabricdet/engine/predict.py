@@ -22,15 +22,17 @@ from typing import Any
 
 import cv2
 import numpy as np
+from torch import Tensor
 
 from fabricdet.data.formats.atomic import atomic_write_json
 from fabricdet.data.formats.image_size import is_image_file
 from fabricdet.data.formats.rle import Rle, decode_mask, encode_mask
 from fabricdet.engine.checkpoint import LoadedModel
-from fabricdet.engine.data import load_for_model, read_image
+from fabricdet.engine.data import image_to_tensor, load_for_model, read_image
 from fabricdet.engine.distributed import resolve_device
 from fabricdet.engine.inference import Runner, set_nms
 from fabricdet.engine.monitor import Progress
+from fabricdet.engine.transforms import Resize, resize_image
 from fabricdet.errors import DataError
 
 DETECTIONS_FILE = "detections.json"
@@ -96,6 +98,40 @@ def expand_image_paths(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
+def _runner(
+    loaded: LoadedModel, nms: str | None, score_threshold: float | None, device: str
+) -> Runner:
+    """A runner of the loaded model with the NMS method and score threshold resolved (the
+    defaults are the run's ``eval.nms`` / model NMS and ``eval.defect_threshold``)."""
+    cfg = loaded.config
+    set_nms(loaded.model, nms or cfg.eval_nms())
+    thresh = cfg.eval.defect_threshold if score_threshold is None else score_threshold
+    return Runner(loaded.model, resolve_device(device), thresh)
+
+
+def _run_one(
+    runner: Runner, loaded: LoadedModel, image: Tensor, r: Resize, file: Path
+) -> ImageDetections:
+    """The detections of one resized image (Tensor[3, h, w]) as an :class:`ImageDetections`."""
+    ids = np.array([c.id for c in loaded.categories], dtype=np.int64)
+    names = [c.name for c in loaded.categories]
+    det = runner([image], [r])[0]
+    masks = None
+    if det.masks is not None:
+        masks = tuple(encode_mask(m >= 0.5) for m in det.masks)
+    return ImageDetections(
+        file,
+        r.orig_width,
+        r.orig_height,
+        det.boxes,
+        det.scores,
+        det.labels,
+        ids[det.labels],
+        tuple(names[k] for k in det.labels),
+        masks,
+    )
+
+
 def detect(
     loaded: LoadedModel,
     paths: Sequence[Path],
@@ -114,39 +150,48 @@ def detect(
     Raises:
         DataError: a missing or unreadable image, naming it.
     """
-    cfg = loaded.config
     files = expand_image_paths(paths)
-    set_nms(loaded.model, nms or cfg.eval_nms())
-    thresh = cfg.eval.defect_threshold if score_threshold is None else score_threshold
-    runner = Runner(loaded.model, resolve_device(device), thresh)
-    ids = np.array([c.id for c in loaded.categories], dtype=np.int64)
-    names = [c.name for c in loaded.categories]
+    runner = _runner(loaded, nms, score_threshold, device)
     results = []
     bar = Progress(len(files), "detect", enabled=progress, every=max(1, len(files) // 10))
     try:
         for f in files:
-            image, r = load_for_model(f, cfg.data)
-            det = runner([image], [r])[0]
-            masks = None
-            if det.masks is not None:
-                masks = tuple(encode_mask(m >= 0.5) for m in det.masks)
-            results.append(
-                ImageDetections(
-                    f,
-                    r.orig_width,
-                    r.orig_height,
-                    det.boxes,
-                    det.scores,
-                    det.labels,
-                    ids[det.labels],
-                    tuple(names[k] for k in det.labels),
-                    masks,
-                )
-            )
+            image, r = load_for_model(f, loaded.config.data)
+            results.append(_run_one(runner, loaded, image, r, f))
             bar.update()
     finally:
         bar.close()
     return results
+
+
+def detect_image(
+    loaded: LoadedModel,
+    image: np.ndarray,
+    file: Path | str = "image",
+    *,
+    nms: str | None = None,
+    score_threshold: float | None = None,
+    device: str = "auto",
+) -> ImageDetections:
+    """Detections of the model on one decoded image (an upload, a camera frame): the same as
+    :func:`detect` on a file holding these pixels.
+
+    Args:
+        image (ndarray[H, W, 3]): uint8 RGB, as :func:`~fabricdet.engine.data.read_image` gives.
+        file: reported as ``ImageDetections.file``; nothing is read from it.
+        nms, score_threshold, device: as for :func:`detect`.
+
+    Raises:
+        DataError: ``image`` is not an ``H x W x 3`` uint8 array.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
+        raise DataError(
+            f"{file}: expected an H x W x 3 uint8 RGB image, got an array of shape "
+            f"{image.shape} and dtype {image.dtype}; decode it with cv2 and convert BGR to RGB"
+        )
+    runner = _runner(loaded, nms, score_threshold, device)
+    resized, r = resize_image(image, loaded.config.data.max_size, loaded.config.data.size_divisor)
+    return _run_one(runner, loaded, image_to_tensor(resized), r, Path(file))
 
 
 def _colour(label: int) -> tuple[int, int, int]:
