@@ -39,6 +39,9 @@ class ModelConfig:
         set_loss_weight: weight of the set loss terms.
         set_loss_warmup: fraction of training over which the set loss weight ramps up from 0
             (the slots are meaningless until the dense head produces sensible candidates).
+        assign_min_k, assign_topk, assign_radius: label assignment (see
+            :func:`fabricdet.models.assigner.assign`): at least ``assign_min_k`` positives per
+            object, dynamic k from its ``assign_topk`` best IoUs, centre radius in strides.
         set_topk: candidates per image fed to SinkhornNMS in training.
         slots: SinkhornNMS slots K in training.
         score_thresh, topk_candidates, detections_per_img: inference post-processing.
@@ -56,6 +59,9 @@ class ModelConfig:
     set_loss: bool = True
     set_loss_weight: float = 1.0
     set_loss_warmup: float = 0.3
+    assign_min_k: int = 12
+    assign_topk: int = 20
+    assign_radius: float = 2.5
     set_topk: int = 300
     slots: int = 100
     score_thresh: float = 0.01

@@ -115,7 +115,11 @@ class FabricDetector(nn.Module):
         num_pos = 0.0
         for b, target in enumerate(targets):
             gt_boxes, gt_labels = target["boxes"].to(boxes.dtype), target["labels"]
-            a = assign(out.points, out.strides, boxes[b].detach(), scores[b], gt_boxes, gt_labels)
+            a = assign(
+                out.points, out.strides, boxes[b].detach(), scores[b], gt_boxes, gt_labels,
+                radius=self.cfg.assign_radius, topk=self.cfg.assign_topk,
+                min_k=self.cfg.assign_min_k,
+            )  # fmt: skip
             pos = a.gt_index >= 0
             cls_target = torch.zeros_like(out.cls_logits[b])
             cls_target[pos, gt_labels[a.gt_index[pos]]] = 1.0

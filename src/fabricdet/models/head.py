@@ -24,7 +24,8 @@ class HeadOutput(NamedTuple):
     Attributes:
         cls_logits (Tensor[B, A, C]): class logits.
         quality_logits (Tensor[B, A]): IoU-quality logits.
-        distances (Tensor[B, A, 4]): left, top, right, bottom distances in pixels (> 0).
+        distances (Tensor[B, A, 4]): left, top, right, bottom distances in pixels from the
+            location to its box's sides (signed: the box need not contain its location).
         embeddings (Tensor[B, A, D]): appearance embeddings (D may be 0).
         points (Tensor[A, 2]): location centres (x, y) in input pixels.
         strides (Tensor[A]): stride of each location's level.
@@ -102,6 +103,7 @@ class DenseHead(nn.Module):
         # Start with 1% foreground probability so the focal loss does not explode (RetinaNet).
         nn.init.constant_(self.cls.bias, -math.log(99.0))
         nn.init.constant_(self.reg.bias, 0.0)
+        nn.init.constant_(self.reg.bias[2:], math.log(2.0))  # boxes start 2 strides wide
 
     def forward(self, feats: list[Tensor]) -> HeadOutput:
         cls_out, qual_out, dist_out, emb_out, points, strides = [], [], [], [], [], []
@@ -111,9 +113,8 @@ class DenseHead(nn.Module):
             _b, _, h, w = x.shape
             cls_out.append(self.cls(c).flatten(2).transpose(1, 2))
             qual_out.append(self.quality(r).flatten(1))
-            # exp keeps distances positive and spans thin (a pixel) to long (whole image) boxes
-            raw = (self.reg(r) * self.scales[level]).clamp(max=8.0)
-            dist_out.append((torch.exp(raw) * stride).flatten(2).transpose(1, 2))
+            dist = _box_distances(self.reg(r), self.scales[level], stride)
+            dist_out.append(dist.flatten(2).transpose(1, 2))
             if self.embed is not None:
                 emb_out.append(self.embed(r).flatten(2).transpose(1, 2))
             ys, xs = torch.meshgrid(
@@ -134,6 +135,21 @@ class DenseHead(nn.Module):
             torch.cat(points),
             torch.cat(strides),
         )
+
+
+def _box_distances(raw: Tensor, scale: Tensor, stride: int) -> Tensor:
+    """Signed ``ltrb`` distances from a location to its box's sides, ``Tensor[B, 4, H, W]``.
+
+    The head predicts the box centre's offset from the location (in strides) and the log of
+    its size (in strides), as YOLOX does, rather than FCOS' positive distances: a location
+    just outside a 2 px thread (every location of a coarse level is) must predict a box that
+    does not contain it, which positive distances cannot express; forced to, their
+    regression fights the assignment and drifts to degenerate boxes. ``exp`` spans hair-thin
+    (a pixel) to whole-image boxes; the clamp only guards the exponential's range.
+    """
+    centre = raw[:, :2] * stride
+    half = torch.exp((raw[:, 2:] * scale).clamp(max=12.0)) * (stride / 2)
+    return torch.cat([half - centre, half + centre], 1)
 
 
 def candidate_scores(out: HeadOutput) -> Tensor:

@@ -1,0 +1,94 @@
+"""Whole-detector speed: images per second and the share of the NMS in the latency.
+
+For each image size (default: the full Tianchi frame 2446x1000 and the CPU demo's 640x256) it
+times the network (backbone, FPN, head) and then each NMS method's post-processing on the same
+head outputs, so the NMS share is measured on identical candidates. With ``--model`` the trained
+model's candidates are used; without, a randomly initialised default model, whose candidates
+hit the ``topk_candidates`` cap (1000): the worst case for the NMS.
+
+    python benchmarks/detector_speed.py [--model RUN/model.pt] [--sizes 2446x1000 640x256]
+        [--methods greedy sinkhorn] [--repeats 10] [--device cpu] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+
+from fabricdet.engine.checkpoint import load_model
+from fabricdet.engine.config import preset
+from fabricdet.models import build_model
+from fabricdet.models.detector import FabricDetector
+from fabricdet.models.head import HeadOutput, candidate_scores
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats + 1):  # the first call warms up caches and the allocator
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times[1:])
+
+
+def _model(path: str | None) -> FabricDetector:
+    if path:
+        model = load_model(path).model
+    else:
+        torch.manual_seed(0)
+        model = build_model(preset("default").model, num_classes=20)
+    if not isinstance(model, FabricDetector):
+        raise SystemExit(f"{path}: not a fabricdet detector")
+    return model.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="a trained model.pt (default: random-init default model)")
+    parser.add_argument("--sizes", nargs="+", default=["2446x1000", "640x256"])
+    parser.add_argument("--methods", nargs="+", default=["greedy", "sinkhorn"])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = _model(args.model).to(device)
+    print(f"device {device}, {torch.get_num_threads()} threads, model {args.model or 'random'}")
+    print("| image | method | network ms | NMS ms | total ms | images/s | NMS share | candidates |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        w, h = (int(v) for v in size.split("x"))
+        images = [torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)).to(device)]
+        sizes = [(h, w)]
+        with torch.inference_mode():
+
+            def network(images: list[torch.Tensor] = images) -> HeadOutput:
+                return model.head(model.neck(model.backbone(model._batch(images))))
+
+            net_ms = _median_ms(network, args.repeats, device)
+            out = network()
+            for method in args.methods:
+                model.nms_method = method
+                nms_ms = _median_ms(partial(model.postprocess, out, sizes), args.repeats, device)
+                cand = int((candidate_scores(out) > model.cfg.score_thresh).sum())
+                cand = min(cand, model.cfg.topk_candidates)
+                total = net_ms + nms_ms
+                print(
+                    f"| {w}x{h} | {method} | {net_ms:.1f} | {nms_ms:.2f} | {total:.1f} | "
+                    f"{1000 / total:.2f} | {100 * nms_ms / total:.1f}% | {cand} |"
+                )
+
+
+if __name__ == "__main__":
+    main()
