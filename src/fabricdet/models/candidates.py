@@ -29,15 +29,23 @@ class Candidates(NamedTuple):
 
 
 def select_candidates(
-    out: HeadOutput, sizes: list[tuple[int, int]], topk: int, score_thresh: float
+    out: HeadOutput, sizes: list[tuple[int, int]] | Tensor, topk: int, score_thresh: float
 ) -> Candidates:
     """Top-``topk`` (location, class) pairs per image by score, with a static count.
 
     Locations in the batch padding (outside an image's ``(H, W)``) never qualify.
+
+    Args:
+        sizes: ``(H, W)`` of each image, or ``Tensor[B, 2]`` / ``Tensor[1, 2]`` (one size for
+            the whole batch). A tensor lets ``torch.jit.trace`` keep sizes computed from the
+            input's shape in the graph; a list would be frozen into it as constants.
     """
     _b, a, c = out.cls_logits.shape
     scores = candidate_scores(out)
-    hw = torch.tensor(sizes, dtype=out.points.dtype, device=out.points.device)  # [B, 2] (H, W)
+    if isinstance(sizes, Tensor):
+        hw = sizes.to(dtype=out.points.dtype, device=out.points.device).reshape(-1, 2)
+    else:
+        hw = torch.tensor(sizes, dtype=out.points.dtype, device=out.points.device)  # [B, 2]
     inside = (out.points.unsqueeze(0) < hw.flip(1).unsqueeze(1)).all(-1)  # [B, A]
     flat = scores.masked_fill(~inside.unsqueeze(-1), -1.0).flatten(1)  # [B, A*C]
     k = min(topk, a * c)
