@@ -39,6 +39,8 @@ class ModelConfig:
         set_loss_weight: weight of the set loss terms.
         set_loss_warmup: fraction of training over which the set loss weight ramps up from 0
             (the slots are meaningless until the dense head produces sensible candidates).
+        l1_weight: weight of the L1 loss on the box encoding (beside GIoU; keeps box sizes
+            from drifting, see :func:`fabricdet.models.losses.box_l1_loss`).
         assign_min_k, assign_topk, assign_radius: label assignment (see
             :func:`fabricdet.models.assigner.assign`): at least ``assign_min_k`` positives per
             object, dynamic k from its ``assign_topk`` best IoUs, centre radius in strides.
@@ -59,6 +61,7 @@ class ModelConfig:
     set_loss: bool = True
     set_loss_weight: float = 1.0
     set_loss_warmup: float = 0.3
+    l1_weight: float = 1.0
     assign_min_k: int = 12
     assign_topk: int = 20
     assign_radius: float = 2.5

@@ -2,12 +2,12 @@
 
 torchvision's contract: ``model(images, targets=None)`` with ``images`` a list of
 ``Tensor[3, H, W]`` in [0, 1] (any sizes; wide images stay wide, they are only padded to a
-multiple of the largest stride). Training returns a dict of named losses: the dense one-to-many
-losses (``cls``, ``box``, ``embed``) and the set loss on SinkhornNMS' slots (``set_keep``,
-``set_box``), whose gradients reach scores, boxes and embeddings through the matching. Eval
-returns one dict per image with ``boxes`` (Tensor[K, 4], xyxy in input pixels), ``scores``
-(Tensor[K]) and ``labels`` (Tensor[K] int64, 0-based); the NMS method is the attribute
-``nms_method`` and can be changed at any time.
+multiple of the largest stride). Training returns a dict of named losses: the dense
+one-to-many losses (``cls``, ``quality``, ``box``, ``box_l1``, ``embed``) and the set loss on
+SinkhornNMS' slots (``set_keep``, ``set_box``), whose gradients reach scores, boxes and
+embeddings through the matching. Eval returns one dict per image with ``boxes``
+(Tensor[K, 4], xyxy in input pixels), ``scores`` (Tensor[K]) and ``labels`` (Tensor[K] int64,
+0-based); the NMS method is the attribute ``nms_method`` and can be changed at any time.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from fabricdet.models.backbones import build_backbone, load_backbone_weights
 from fabricdet.models.candidates import Candidates, select_candidates
 from fabricdet.models.config import ModelConfig
 from fabricdet.models.head import DenseHead, HeadOutput, Neck, candidate_scores, decode_boxes
-from fabricdet.models.losses import box_loss, embedding_loss, focal_loss, quality_loss
+from fabricdet.models.losses import (
+    box_l1_loss,
+    box_loss,
+    embedding_loss,
+    focal_loss,
+    quality_loss,
+)
 from fabricdet.models.set_loss import SetCriterion
 from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
 
@@ -111,7 +117,7 @@ class FabricDetector(nn.Module):
         """Dense losses (assigned per image) plus the set loss through SinkhornNMS."""
         boxes = decode_boxes(out.points, out.distances)  # [B, A, 4]
         scores = candidate_scores(out).detach()
-        cls_sum = qual_sum = box_sum = embed_sum = out.cls_logits.sum() * 0
+        cls_sum = qual_sum = box_sum = l1_sum = embed_sum = out.cls_logits.sum() * 0
         num_pos = 0.0
         for b, target in enumerate(targets):
             gt_boxes, gt_labels = target["boxes"].to(boxes.dtype), target["labels"]
@@ -125,9 +131,9 @@ class FabricDetector(nn.Module):
             cls_target[pos, gt_labels[a.gt_index[pos]]] = 1.0
             cls_sum = cls_sum + focal_loss(out.cls_logits[b], cls_target)
             qual_sum = qual_sum + quality_loss(out.quality_logits[b][pos], a.iou[pos])
-            box_sum = box_sum + box_loss(
-                boxes[b][pos], gt_boxes[a.gt_index[pos]], torch.ones_like(a.iou[pos])
-            )
+            matched = gt_boxes[a.gt_index[pos]]
+            box_sum = box_sum + box_loss(boxes[b][pos], matched, torch.ones_like(a.iou[pos]))
+            l1_sum = l1_sum + box_l1_loss(boxes[b][pos], matched, out.points[pos], out.strides[pos])
             if out.embeddings.shape[-1]:
                 embed_sum = embed_sum + embedding_loss(out.embeddings[b][pos], a.gt_index[pos])
             num_pos += float(pos.sum())
@@ -136,6 +142,7 @@ class FabricDetector(nn.Module):
             "cls": cls_sum / norm,
             "quality": qual_sum / norm,
             "box": 2.0 * box_sum / norm,
+            "box_l1": self.cfg.l1_weight * l1_sum / norm,
             "embed": embed_sum / len(targets),
         }
         if self.cfg.set_loss:

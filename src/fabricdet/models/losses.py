@@ -1,4 +1,5 @@
-"""Dense one-to-many losses: focal loss, IoU-quality BCE, GIoU, and an embedding pull-push."""
+"""Dense one-to-many losses: focal loss, IoU-quality BCE, GIoU plus L1 on the box encoding, and
+an embedding pull-push."""
 
 from __future__ import annotations
 
@@ -29,6 +30,37 @@ def box_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     if pred.numel() == 0:
         return pred.sum() * 0
     return (generalized_box_iou_loss(pred, target, reduction="none") * weight).sum()
+
+
+def encode_boxes(boxes: Tensor, points: Tensor, strides: Tensor) -> Tensor:
+    """Boxes in the head's own units: centre offset from the location and log size, in strides.
+
+    Args:
+        boxes (Tensor[P, 4]) xyxy; points (Tensor[P, 2]); strides (Tensor[P]).
+
+    Returns:
+        Tensor[P, 4]: ``(dx, dy, log w, log h)``, sizes floored at 1 px.
+    """
+    s = strides.unsqueeze(-1)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    size = (boxes[:, 2:] - boxes[:, :2]).clamp_min(1.0)
+    return torch.cat([(centre - points) / s, torch.log(size / s)], -1)
+
+
+def box_l1_loss(pred: Tensor, target: Tensor, points: Tensor, strides: Tensor) -> Tensor:
+    """L1 between encoded predicted and target boxes (:func:`encode_boxes`), summed.
+
+    IoU losses alone have a trap: the gradient of ``1 - IoU`` with respect to the log size of
+    a box much larger than its target is about the IoU, so a box that overshoots gets no pull
+    back and, from scratch, sizes drift to whole-image boxes. L1 in log-size units pulls with
+    the same strength at any scale (YOLOX and DETR pair an L1 term with the IoU loss too).
+
+    ``pred, target (Tensor[P, 4])`` xyxy; ``points (Tensor[P, 2])``; ``strides (Tensor[P])``.
+    """
+    if pred.numel() == 0:
+        return pred.sum() * 0
+    diff = encode_boxes(pred, points, strides) - encode_boxes(target, points, strides)
+    return diff.abs().sum()
 
 
 def embedding_loss(embeddings: Tensor, gt_index: Tensor, margin: float = 0.3) -> Tensor:
