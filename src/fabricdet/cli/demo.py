@@ -11,12 +11,17 @@ import argparse
 import json
 from pathlib import Path
 
-from fabricdet.engine.demo import run_demo
+from fabricdet.cli.synth import parse_size
+from fabricdet.engine.demo import DEMO_SIZE, run_demo
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("fabricdet-demo"), help="output folder")
-    parser.add_argument("--num-images", type=int, default=600, help="synthetic images (2446x1000)")
+    parser.add_argument("--num-images", type=int, default=1000, help="synthetic images")
+    w, h = DEMO_SIZE
+    parser.add_argument(
+        "--size", type=parse_size, default=DEMO_SIZE, help=f"image size WxH ({w}x{h}, native scale)"
+    )
     parser.add_argument("--minutes", type=float, default=9.0, help="training time budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -24,7 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results = run_demo(
-        args.out, num_images=args.num_images, minutes=args.minutes, seed=args.seed,
+        args.out, num_images=args.num_images, size=args.size, minutes=args.minutes, seed=args.seed,
         progress=not args.quiet,
     )  # fmt: skip
     table = {
