@@ -1,5 +1,6 @@
 """``fabricdet detect MODEL IMAGES... --out DIR``: detections on image files.
 
+MODEL is ``model.pt``, its run folder, or a ``.onnx`` written by ``fabricdet export``.
 IMAGES are files or folders (their image files). DIR receives ``detections.json`` (per image:
 file, boxes in original pixels, scores, labels, category ids and names, masks as RLE when the
 model predicts them) and one annotated JPEG per image.
@@ -18,7 +19,9 @@ from fabricdet.ops.nms import NMS_METHODS
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="model.pt (or the run folder holding it)")
+    parser.add_argument(
+        "model", type=Path, help="model.pt (or its run folder), or a .onnx from fabricdet export"
+    )
     parser.add_argument("images", type=Path, nargs="+", help="image files or folders")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(

@@ -4,7 +4,9 @@ Runs MODEL (``model.pt`` or its run folder) on a split of DATA (default: the run
 split; ``all`` for every image), prints COCO AP/AP50/AP75, the Tianchi score (ACC, VOC mAP) and
 the latency, and writes the Tianchi submission, the COCO results and the metrics to --out
 (default: beside MODEL). ``--json`` prints exactly one JSON object on stdout (progress goes to
-stderr); ``--nms all`` evaluates every NMS method and prints ``{method: metrics}``.
+stderr); ``--nms all`` evaluates every NMS method and prints ``{method: metrics}``. MODEL may
+also be a ``.onnx`` written by ``fabricdet export``, run by onnxruntime with its SinkhornNMS
+inside the graph (``--nms`` cannot change it).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ ALL_METHODS = "all"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="model.pt (or the run folder holding it)")
+    parser.add_argument(
+        "model", type=Path, help="model.pt (or its run folder), or a .onnx from fabricdet export"
+    )
     parser.add_argument("data", type=Path, help="dataset: Tianchi folder, COCO JSON, YOLO folder")
     parser.add_argument(
         "--nms",

@@ -194,10 +194,11 @@ class LoadedModel:
 def load_model(
     path: Path, device: torch.device | str = "cpu", factory: ModelFactory | None = None
 ) -> LoadedModel:
-    """Rebuild the model saved in ``model.pt``.
+    """Rebuild the model saved in ``model.pt``, or open an exported ``.onnx`` file.
 
     Args:
-        path: ``model.pt``, or the run folder holding it.
+        path: ``model.pt``, the run folder holding it, or a ``.onnx`` file written by
+            ``fabricdet export`` (run by onnxruntime: :mod:`fabricdet.export.runtime`).
         factory: builds the model; default: the builder recorded in the file.
 
     Raises:
@@ -205,6 +206,10 @@ def load_model(
             weights that do not fit the rebuilt model.
     """
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        from fabricdet.export.runtime import load_onnx_model  # onnxruntime only when needed
+
+        return load_onnx_model(path, device)
     if path.is_dir():
         path = path / MODEL_FILE
     obj = _load(path, MODEL_FORMAT, "model file")
