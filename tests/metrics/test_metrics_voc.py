@@ -9,7 +9,13 @@ from metrics_testdata import dataset, perfect, preds
 from fabricdet.data.dataset import Instance
 from fabricdet.data.formats.crowd import CrowdImageRecord
 from fabricdet.errors import DataError
-from fabricdet.metrics import box_iou, image_accuracy, tianchi_score, voc_ap
+from fabricdet.metrics import (
+    best_defect_threshold,
+    box_iou,
+    image_accuracy,
+    tianchi_score,
+    voc_ap,
+)
 from fabricdet.metrics.voc import GroundTruth, voc_map
 
 A, B, C = (0, 0, 10, 10), (20, 0, 30, 10), (0, 0, 10, 10)
@@ -108,6 +114,24 @@ def test_image_accuracy_and_unknown_ids():
         tianchi_score(ds, preds([(7, 1, A, 0.1)]))
     with pytest.raises(DataError, match="category id"):
         tianchi_score(ds, preds([(1, 9, A, 0.1)]))
+
+
+def test_best_defect_threshold_separates_defective_from_normal_images():
+    # defective images 1, 2 score 0.9 and 0.6; normal 3, 4 score 0.7 and 0.2; 5 has nothing
+    ds = dataset({1: [(1, A)], 2: [(1, A)], 3: [], 4: [], 5: []})
+    p = preds([(1, 1, A, 0.9), (1, 1, B, 0.1), (2, 1, A, 0.6), (3, 1, A, 0.7), (4, 1, A, 0.2)])
+    t = best_defect_threshold(ds, p)
+    # 0.9 and 0.6 both give 4/5 correct (0.6 calls 3 defective, 0.9 misses 2); ties go high
+    assert t == pytest.approx(0.9)
+    assert image_accuracy(ds, p, t) == pytest.approx(0.8)
+    # brute force over a fine grid never beats it
+    grid = max(image_accuracy(ds, p, g) for g in np.linspace(0, 1.2, 241))
+    assert image_accuracy(ds, p, t) == pytest.approx(grid)
+    # every image normal: the threshold sits above every score
+    normal = dataset({3: [], 4: []})
+    assert best_defect_threshold(normal, preds([(3, 1, A, 0.7)])) > 0.7
+    with pytest.raises(DataError, match="image id"):
+        best_defect_threshold(ds, preds([(9, 1, A, 0.5)]))
 
 
 def test_vectorised_matches_a_plain_loop():

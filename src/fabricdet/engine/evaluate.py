@@ -31,6 +31,7 @@ from fabricdet.engine.monitor import Progress
 from fabricdet.errors import DataError
 from fabricdet.metrics import (
     Predictions,
+    best_defect_threshold,
     evaluate_predictions,
     tianchi_score,
     write_coco_results,
@@ -123,6 +124,23 @@ def predict_dataset(
         tuple(columns["masks"]) if has_masks else None,
     )
     return preds, runner.ms_per_image
+
+
+def calibrate_defect_threshold(
+    loaded: LoadedModel,
+    dataset: DetectionDataset,
+    *,
+    split: str = "val",
+    device: str = "auto",
+    progress: bool = True,
+) -> float:
+    """The ``eval.defect_threshold`` that maximises image-level accuracy (defective vs normal)
+    on ``split``, with the model's current NMS (see
+    :func:`~fabricdet.metrics.best_defect_threshold`). Calibrate on a split the model was not
+    trained on and report accuracy on another."""
+    subset = select_split(dataset, split)
+    preds, _ = predict_dataset(loaded, subset, device=device, progress=progress)
+    return best_defect_threshold(subset, preds)
 
 
 def defective_images_only(preds: Predictions, threshold: float) -> Predictions:

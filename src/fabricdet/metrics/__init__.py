@@ -27,7 +27,12 @@ from fabricdet.metrics.prediction_files import (
     write_tianchi_submission,
 )
 from fabricdet.metrics.predictions import Predictions
-from fabricdet.metrics.tianchi_score import TianchiScore, image_accuracy, tianchi_score
+from fabricdet.metrics.tianchi_score import (
+    TianchiScore,
+    best_defect_threshold,
+    image_accuracy,
+    tianchi_score,
+)
 from fabricdet.metrics.voc import GroundTruth, VocResult, voc_ap, voc_map
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "Predictions",
     "TianchiScore",
     "VocResult",
+    "best_defect_threshold",
     "boundary_iou",
     "box_iou",
     "coco_metrics",
