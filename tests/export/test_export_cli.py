@@ -83,7 +83,7 @@ def test_asking_an_exported_model_for_another_nms_names_the_fix(
     onnx_file: Path, synth_data: DetectionDataset, tmp_path: Path, capsys
 ) -> None:
     data = str(synth_data.root)
-    assert main(["eval", str(onnx_file), data, "--nms", "greedy", "--quiet"]) == 2
+    assert main(["eval", str(onnx_file), data, "--nms", "greedy", "--split", "all", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "cannot switch to 'greedy'" in err and "drop --nms" in err and "model.pt" in err
     image = str(synth_data.root / synth_data.images[0].file_name)
