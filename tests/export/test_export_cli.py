@@ -6,10 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+import torch
+from onnx import TensorProto, helper
 
 from fabricdet.cli import main
 from fabricdet.data.dataset import DetectionDataset
+from fabricdet.engine.checkpoint import load_model
+from fabricdet.export import ExportableDetector
+from fabricdet.export.exporter import compare_outputs
 
 
 def _eval_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
@@ -68,15 +75,24 @@ def test_detect_onnx_writes_the_eager_detections(
         np.testing.assert_allclose(g["boxes"], r["boxes"], rtol=1e-3, atol=0.25)
 
 
-def test_export_command_writes_a_file_eval_can_read(
+def test_export_command_with_the_legacy_exporter(
     model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "m.onnx"
     args = ["export", str(model_file), "--out", str(out), "--exporter", "legacy"]
     assert main([*args, "--max-det", "30", "--opset", "17"]) == 0
     printed = capsys.readouterr().out
-    assert f"wrote {out} (onnx, legacy, opset 17)" in printed and "checked at input" in printed
-    assert "same detections as the model" in printed
+    assert f"wrote {out} (onnx, legacy, opset 17)" in printed
+    assert "checked at input" in printed and "same detections as the model" in printed
+    # The fallback exporter's file has dynamic axes too: another batch size and image size.
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    images = torch.rand((2, 3, 96, 224), generator=torch.Generator().manual_seed(5))
+    got = [torch.from_numpy(o) for o in session.run(None, {"images": images.numpy()})]
+    with torch.no_grad():
+        ref = ExportableDetector(load_model(model_file).model, max_det=30)(images)
+    assert got[0].shape == (2, 30, 4)
+    assert compare_outputs(got, ref)[0]
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-3, atol=1e-3)
 
 
 def test_asking_an_exported_model_for_another_nms_names_the_fix(
@@ -120,9 +136,11 @@ def test_bad_inputs_give_clear_errors(
 
 
 def test_a_foreign_onnx_file_is_refused(tmp_path: Path, capsys) -> None:
-    import torch
-
-    path = tmp_path / "linear.onnx"
-    torch.onnx.export(torch.nn.Linear(2, 2), (torch.zeros(1, 2),), path, dynamo=False)
+    path = tmp_path / "identity.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(path))
     assert main(["eval", str(path), str(tmp_path)]) == 2
     assert "not a fabricdet export" in capsys.readouterr().err

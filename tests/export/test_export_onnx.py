@@ -65,17 +65,6 @@ def test_onnx_graph_has_dynamic_axes_and_metadata(onnx_file: Path, model_file: P
     assert loaded.model.nms_method == "sinkhorn"
 
 
-def test_legacy_exporter_fallback_path(model_file: Path, tmp_path: Path) -> None:
-    loaded = load_model(model_file)
-    report = export_model(loaded, tmp_path / "legacy.onnx", exporter="legacy", max_det=50)
-    assert report.exporter == "legacy" and report.same_detections
-    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
-    images = _images((2, 3, 96, 224), seed=5)
-    with torch.no_grad():
-        ref = ExportableDetector(loaded.model, max_det=50)(images)
-    _assert_agree(session.run(None, {"images": images.numpy()}), ref)
-
-
 def test_torchscript_round_trip(model_file: Path, tmp_path: Path) -> None:
     loaded = load_model(model_file)
     report = export_model(loaded, tmp_path / "model.torchscript", format="torchscript")
@@ -102,3 +91,16 @@ def test_export_refuses_bad_requests(model_file: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown exporter"):
         export_model(loaded, tmp_path / "m.onnx", exporter="tvm")
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_onnx_detector_pads_images_too_small_for_the_graph(onnx_file: Path) -> None:
+    detector = load_model(onnx_file).model
+    # 20 classes, top-1000 candidates: the graph needs 50 locations; 32x32 gives 21.
+    assert detector.padded_size(32, 32) == (64, 64)
+    assert detector.padded_size(128, 256) == (128, 256)  # stride multiples run as they are
+    out = detector([_images((3, 32, 32), seed=1), _images((3, 40, 70), seed=2)])
+    for result, (h, w) in zip(out, [(32, 32), (40, 70)], strict=True):
+        boxes = result["boxes"]
+        assert len(boxes) == len(result["scores"]) == len(result["labels"]) > 0
+        assert bool((boxes[:, 0::2] <= w).all() and (boxes[:, 1::2] <= h).all())
+        assert bool((boxes >= 0).all())

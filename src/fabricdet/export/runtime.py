@@ -10,6 +10,12 @@ detector in eval mode. So ``fabricdet eval`` / ``detect`` / ``serve`` run it unc
 Images are batched only with images of the same size, each padded to a multiple of the stride
 with mid-grey: the graph treats its whole input as image, so padding a small image up to a
 larger one would let detections start in the padding, which the eager detector rules out.
+That makes the results the eager detector's for every image whose sides are stride multiples
+(the engine's resize guarantees it when ``data.size_divisor`` is a multiple of the largest
+stride). An image too small for the graph's fixed candidate count (fewer than
+``min_locations`` locations, e.g. 64x64 with few classes) is padded further; detections that
+lie wholly in that padding are dropped and the others clipped to the image, an approximation of
+the eager detector, which takes fewer candidates there instead.
 """
 
 from __future__ import annotations
@@ -89,28 +95,31 @@ class OnnxDetector(nn.Module):
             )
             for row, i in enumerate(index):
                 n = int(count[row])
-                # Clip to the image: a side padded up to the stride is not image.
-                box = np.minimum(np.maximum(boxes[row, :n], 0.0), [w, h, w, h])
+                box = boxes[row, :n]
+                # Padding is not image: drop what lies wholly in it, clip the rest.
+                inside = (box[:, 0] < w) & (box[:, 1] < h)
+                box = np.minimum(np.maximum(box[inside], 0.0), [w, h, w, h])
                 device = images[i].device
                 results[i] = {
                     "boxes": torch.from_numpy(box.astype(np.float32)).to(device),
-                    "scores": torch.from_numpy(np.ascontiguousarray(scores[row, :n])).to(device),
-                    "labels": torch.from_numpy(labels[row, :n].astype(np.int64)).to(device),
+                    "scores": torch.from_numpy(scores[row, :n][inside].copy()).to(device),
+                    "labels": torch.from_numpy(labels[row, :n][inside].astype(np.int64)).to(device),
                 }
         return results
 
-    def _pad(self, images: Sequence[Tensor], h: int, w: int) -> np.ndarray:
-        """``ndarray[B, 3, H, W]`` float32: the images padded to stride multiples with grey."""
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+        """The input size an ``h x w`` image runs at: sides rounded up to the stride, then
+        grown a stride at a time while the graph's candidate count needs more locations."""
         s = self.stride
         ph, pw = -(-h // s) * s, -(-w // s) * s
-        locations = sum((ph // t) * (pw // t) for t in self.strides)
-        if locations < self.min_locations:
-            raise FabricdetError(
-                f"{self.path}: a {w}x{h} image is too small for this exported model (its "
-                f"graph takes a fixed number of candidates: it needs {self.min_locations} "
-                f"locations, the image gives {locations}); use larger images or export the "
-                "model with a smaller model.topk_candidates"
-            )
+        while sum((ph // t) * (pw // t) for t in self.strides) < self.min_locations:
+            ph, pw = (ph + s, pw) if ph <= pw else (ph, pw + s)
+        return ph, pw
+
+    def _pad(self, images: Sequence[Tensor], h: int, w: int) -> np.ndarray:
+        """``ndarray[B, 3, H, W]`` float32: the images padded with grey to
+        :meth:`padded_size`."""
+        ph, pw = self.padded_size(h, w)
         batch = np.full((len(images), 3, ph, pw), PIXEL_MEAN, dtype=np.float32)
         for k, image in enumerate(images):
             batch[k, :, :h, :w] = image.detach().float().cpu().numpy()
