@@ -75,15 +75,25 @@ def test_detect_onnx_writes_the_eager_detections(
         np.testing.assert_allclose(g["boxes"], r["boxes"], rtol=1e-3, atol=0.25)
 
 
-def test_export_command_with_the_legacy_exporter(
-    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_export_command_falls_back_to_the_legacy_exporter(
+    model_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    def fail(*args: object) -> bytes:
+        raise RuntimeError("simulated dynamo failure\nsecond line")
+
+    monkeypatch.setattr("fabricdet.export.exporter._onnx_dynamo", fail)
     out = tmp_path / "m.onnx"
-    args = ["export", str(model_file), "--out", str(out), "--exporter", "legacy"]
-    assert main([*args, "--max-det", "30", "--opset", "17"]) == 0
+    args = ["export", str(model_file), "--out", str(out), "--max-det", "30", "--opset", "17"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out} (onnx, legacy, opset 17)" in printed
+    assert "not used: RuntimeError: simulated dynamo failure\n" in printed
     assert "checked at input" in printed and "same detections as the model" in printed
+    assert main([*args, "--exporter", "dynamo"]) == 2  # no fallback when dynamo is asked for
+    assert "retry with exporter='legacy'" in capsys.readouterr().err
     # The fallback exporter's file has dynamic axes too: another batch size and image size.
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     images = torch.rand((2, 3, 96, 224), generator=torch.Generator().manual_seed(5))

@@ -9,7 +9,9 @@ order, as in ``model.pt``), ``config`` (the run config; its ``data.max_size`` an
 ``data.size_divisor`` say how to resize images), ``data`` (those two again, for readers that
 do not parse the config), ``nms`` (the SinkhornNMS settings baked into the graph), ``max_det``,
 ``stride`` (input sides must be multiples of it), ``min_locations`` (the top-k's floor, see
-:func:`fabricdet.export.wrapper.min_input_locations`), ``strides``, ``step`` and ``source``.
+:func:`fabricdet.export.wrapper.min_input_locations`), ``strides``, ``outputs`` (their names,
+in order), ``step``, ``source`` (the exported ``model.pt``), ``exporter`` (``dynamo``,
+``legacy`` or ``jit.trace``) and, for ONNX, ``opset``.
 """
 
 from __future__ import annotations

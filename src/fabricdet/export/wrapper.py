@@ -21,7 +21,10 @@ Rows ``n..max_det-1`` hold zeros (boxes, scores and labels alike), so ``label 0,
 the count is padding, never a detection. ``boxes[b, :n]``, ``scores[b, :n]``, ``labels[b, :n]``
 are the eager detector's ``model([image])`` with ``nms_method = "sinkhorn"``, up to the dense
 solve (one problem per image, classes kept apart by their cost) standing in for the sparse one
-(one problem per class).
+(one problem per class): fused boxes then differ by hundredths of a pixel, and a few random
+inputs in a thousand keep a different set (after the fixed iterations the image-wide dustbins
+have not settled exactly as the per-class ones; the sparse solve prunes low-overlap pairs into
+which a much better-scored seed still draws a low-scored box; exact score ties break apart).
 
 Static shapes are what make it exportable: ``select_candidates`` takes a fixed top-k (the
 input must offer at least ``topk_candidates`` (location, class) pairs:
