@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,9 +39,6 @@ EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "legacy")
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
 INPUT_NAME = "images"
-
-ExportFormat = Literal["onnx", "torchscript"]
-Exporter = Literal["auto", "dynamo", "legacy"]
 
 
 @dataclass(frozen=True)
