@@ -30,7 +30,7 @@ def test_training_returns_named_finite_losses_and_gradients_reach_heads() -> Non
     model = build_model(SMALL, num_classes=3).train()
     images, targets = _batch()
     losses = model(images, targets)
-    assert set(losses) == {"cls", "quality", "box", "embed", "set_keep", "set_box"}
+    assert set(losses) == {"cls", "quality", "box", "box_l1", "embed", "set_keep", "set_box"}
     assert all(torch.isfinite(v) for v in losses.values())
     # gradients of the set loss alone reach the classification, box and embedding convs
     model.zero_grad()
