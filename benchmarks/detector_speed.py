@@ -1,8 +1,9 @@
 """Whole-detector speed: images per second and the share of the NMS in the latency.
 
 For each image size (default: the full Tianchi frame 2446x1000 and the CPU demo's 640x256) it
-times the network (backbone, FPN, head) and then each NMS method's post-processing on the same
-head outputs, so the NMS share is measured on identical candidates. With ``--model`` the trained
+times the network (backbone, FPN, head) and then each NMS method's post-processing (candidate
+selection and the NMS) on the same head outputs, so the methods are compared on identical
+candidates. With ``--model`` the trained
 model's candidates are used; without, a randomly initialised default model, whose candidates
 hit the ``topk_candidates`` cap (1000): the worst case for the NMS.
 
@@ -65,7 +66,10 @@ def main() -> None:
     device = torch.device(args.device)
     model = _model(args.model).to(device)
     print(f"device {device}, {torch.get_num_threads()} threads, model {args.model or 'random'}")
-    print("| image | method | network ms | NMS ms | total ms | images/s | NMS share | candidates |")
+    print(
+        "| image | NMS | network ms | post-processing ms | total ms | images/s "
+        "| post-processing share | candidates |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         w, h = (int(v) for v in size.split("x"))
