@@ -7,7 +7,7 @@ import math
 import torch
 from torchvision.ops import generalized_box_iou_loss
 
-from fabricdet.models.head import _box_distances, decode_boxes
+from fabricdet.models.head import box_distances, decode_boxes
 from fabricdet.models.losses import box_l1_loss, encode_boxes
 
 
@@ -19,7 +19,7 @@ def test_a_location_outside_a_thin_thread_can_predict_it_exactly() -> None:
     thread = torch.tensor([[0.0, 27.0, 640.0, 29.0]])
     code = encode_boxes(thread, point, stride)  # (dx, dy, log w, log h) in strides
     # with a level scale of 1 the head's raw output is the encoding itself
-    dist = _box_distances(code.view(1, 4, 1, 1), torch.tensor(1.0), 32).view(1, 4)
+    dist = box_distances(code.view(1, 4, 1, 1), torch.tensor(1.0), 32).view(1, 4)
     torch.testing.assert_close(decode_boxes(point, dist), thread)
     assert float(box_l1_loss(thread, thread, point, stride)) == 0.0
 

@@ -113,7 +113,7 @@ class DenseHead(nn.Module):
             _b, _, h, w = x.shape
             cls_out.append(self.cls(c).flatten(2).transpose(1, 2))
             qual_out.append(self.quality(r).flatten(1))
-            dist = _box_distances(self.reg(r), self.scales[level], stride)
+            dist = box_distances(self.reg(r), self.scales[level], stride)
             dist_out.append(dist.flatten(2).transpose(1, 2))
             if self.embed is not None:
                 emb_out.append(self.embed(r).flatten(2).transpose(1, 2))
@@ -137,7 +137,7 @@ class DenseHead(nn.Module):
         )
 
 
-def _box_distances(raw: Tensor, scale: Tensor, stride: int) -> Tensor:
+def box_distances(raw: Tensor, scale: Tensor, stride: int) -> Tensor:
     """Signed ``ltrb`` distances from a location to its box's sides, ``Tensor[B, 4, H, W]``.
 
     The head predicts the box centre's offset from the location (in strides) and the log of
