@@ -42,13 +42,7 @@ from torch import Tensor, nn
 
 from fabricdet.errors import FabricdetError
 from fabricdet.models.candidates import select_candidates
-from fabricdet.models.detector import FabricDetector
-
-# FabricDetector._batch's normalisation: woven fabric is mostly mid-grey, so it centres on 0.5.
-# Kept as numbers here because _batch also pads a list of images, which a traced graph cannot;
-# tests/export checks the two agree.
-PIXEL_MEAN = 0.5
-PIXEL_STD = 0.25
+from fabricdet.models.detector import PIXEL_MEAN, PIXEL_STD, FabricDetector
 
 OUTPUT_NAMES: tuple[str, ...] = ("boxes", "scores", "labels", "num_detections")
 

@@ -35,6 +35,11 @@ from fabricdet.models.losses import (
 from fabricdet.models.set_loss import SetCriterion
 from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
 
+#: Input normalisation: woven fabric is mostly mid-grey, so images are centred on 0.5 and
+#: padding (0 after normalising) reads as plain cloth. Exported graphs use the same constants.
+PIXEL_MEAN = 0.5
+PIXEL_STD = 0.25
+
 
 class FabricDetector(nn.Module):
     """Dense anchor-free detector trained end to end through SinkhornNMS.
@@ -91,10 +96,9 @@ class FabricDetector(nn.Module):
         w = max(img.shape[-1] for img in images)
         d = self.size_divisor
         h, w = math.ceil(h / d) * d, math.ceil(w / d) * d
-        # woven fabric is mostly mid-grey: centre on 0.5 so padding (0) reads as plain cloth
         return torch.stack(
             [
-                F.pad((img - 0.5) / 0.25, (0, w - img.shape[-1], 0, h - img.shape[-2]))
+                F.pad((img - PIXEL_MEAN) / PIXEL_STD, (0, w - img.shape[-1], 0, h - img.shape[-2]))
                 for img in images
             ]
         )
