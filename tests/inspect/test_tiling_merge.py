@@ -1,0 +1,136 @@
+"""Tiled inference merges detections across tile seams: a defect cut by seams comes out as
+one box, twins stay two, whole duplicates in the overlap become one.
+
+The model is the painted-rectangle detector: on each tile it reports the painted rectangles
+clipped to the tile, exactly what an ideal detector sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tiling_testdata import paint, painted_detector
+
+from fabricdet.data.tiling import tile_grid
+from fabricdet.engine.tile_merge import (
+    MergeConfig,
+    merge_detections,
+    non_maximum_merge,
+    truncated_sides,
+)
+from fabricdet.engine.tiled import detect_tiled, detect_tiles
+
+METHODS = ["sinkhorn", "greedy", "nmm", "wbf"]
+
+
+def _boxes(det) -> list[list[float]]:
+    return sorted(det.boxes.round().tolist())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_long_thread_across_three_seams_is_one_box(method: str) -> None:
+    thread = (30, 40, 1960, 44)  # 1930 px long, 4 px thick: crosses every seam
+    image = paint((2000, 120), [(0, thread)])
+    tiles = tile_grid(2000, 120, 600, None, overlap=64)
+    assert len(tiles) == 4
+    det = detect_tiled(painted_detector(), image, tiles, merge=MergeConfig(method=method))
+    assert _boxes(det) == [list(map(float, thread))]
+    assert det.labels.tolist() == [0]
+
+
+def test_without_stitching_the_pieces_stay_apart() -> None:
+    """The stitch is what joins the pieces: duplicate removal alone leaves 4 boxes (their
+    IoU is ~0.05) and none of them is the thread."""
+    thread = (30, 40, 1960, 44)
+    image = paint((2000, 120), [(0, thread)])
+    tiles = tile_grid(2000, 120, 600, None, overlap=64)
+    det = detect_tiled(painted_detector(), image, tiles, merge=MergeConfig(stitch=False))
+    assert len(det) == 4
+    assert all(b[2] - b[0] < 700 for b in _boxes(det))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_parallel_twin_threads_across_seams_stay_two(method: str) -> None:
+    twins = [(0, (10, 40, 1990, 43)), (0, (10, 47, 1990, 50))]  # 4 px apart
+    image = paint((2000, 120), twins)
+    tiles = tile_grid(2000, 120, 600, None, overlap=64)
+    det = detect_tiled(painted_detector(), image, tiles, merge=MergeConfig(method=method))
+    assert _boxes(det) == [[10.0, 40.0, 1990.0, 43.0], [10.0, 47.0, 1990.0, 50.0]]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_knot_across_a_seam_and_a_blob_in_the_overlap(method: str) -> None:
+    tiles = tile_grid(1000, 100, 600, None, overlap=200)  # tiles 0..600 and 400..1000
+    knot = (380, 20, 420, 50)  # straddles the second tile's left border
+    blob = (450, 60, 500, 90)  # whole in both tiles: a plain duplicate
+    other = (1, (450, 20, 480, 40))  # another class next to it: untouched
+    image = paint((1000, 100), [(0, knot), (0, blob), other])
+    det = detect_tiled(painted_detector(), image, tiles, merge=MergeConfig(method=method))
+    got = sorted(zip(det.labels.tolist(), det.boxes.round().tolist(), strict=True))
+    assert got == [
+        (0, [380.0, 20.0, 420.0, 50.0]),
+        (0, [450.0, 60.0, 500.0, 90.0]),
+        (1, [450.0, 20.0, 480.0, 40.0]),
+    ]
+
+
+def test_seam_without_overlap_and_a_two_dimensional_grid() -> None:
+    """Abutting tiles (overlap 0) cut a vertical thread exactly on the seams; it still
+    comes out whole, and so does a horizontal one crossing the vertical seams."""
+    vertical = (300, 5, 304, 590)
+    horizontal = (1, (20, 250, 580, 253))
+    image = paint((600, 600), [(0, vertical), horizontal])
+    tiles = tile_grid(600, 600, 200, 200, overlap=0)
+    assert len(tiles) == 9
+    det = detect_tiled(painted_detector(), image, tiles, batch_size=4)
+    got = sorted(zip(det.labels.tolist(), det.boxes.round().tolist(), strict=True))
+    assert got == [(0, [300.0, 5.0, 304.0, 590.0]), (1, [20.0, 250.0, 580.0, 253.0])]
+
+
+def test_boxes_at_the_image_edge_are_not_cut() -> None:
+    tiles = tile_grid(1000, 100, 600, None, overlap=200)
+    boxes = np.array([[0, 0, 50, 100], [550, 10, 600, 20], [950, 0, 1000, 10.0]])
+    cut = truncated_sides(boxes, np.array([0, 0, 1]), tiles, tol=2.0)
+    assert cut.tolist() == [
+        [False, False, False, False],  # image edges on the left, top and bottom
+        [False, False, True, False],  # the first tile's inner right side
+        [False, False, False, False],  # the image's right edge
+    ]
+
+
+def test_tiles_are_batched_and_indexed() -> None:
+    image = paint((2000, 120), [(1, (30, 40, 1960, 44))])
+    tiles = tile_grid(2000, 120, 600, None, overlap=64)
+    calls: list[int] = []
+    model = painted_detector()
+
+    def counting(images):  # a callable is enough: the torchvision eval contract
+        calls.append(len(images))
+        return model(images)
+
+    pooled = detect_tiles(counting, image, tiles, batch_size=3)
+    assert calls == [3, 1]
+    assert pooled.tile_index.tolist() == [0, 1, 2, 3]
+    assert pooled.boxes[:, 0].tolist() == [30.0, tiles[1].x0, tiles[2].x0, tiles[3].x0]
+
+
+def test_non_maximum_merge_unions_by_intersection_over_smaller() -> None:
+    boxes = torch.tensor([[0, 0, 10, 10], [5, 0, 30, 10], [8, 0, 9, 10], [100, 0, 110, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    labels = torch.tensor([0, 0, 1, 0])
+    out_boxes, out_scores, out_labels = non_maximum_merge(boxes, scores, labels, 0.5)
+    # box 1 covers half of box 0 (IoS 0.5): merged; box 2 is another class; box 3 is apart
+    assert out_boxes.tolist() == [[0, 0, 30, 10], [8, 0, 9, 10], [100, 0, 110, 10]]
+    assert out_scores.tolist() == pytest.approx([0.9, 0.7, 0.6])
+    assert out_labels.tolist() == [0, 1, 0]
+
+
+def test_empty_input_and_bad_config() -> None:
+    tiles = tile_grid(100, 100, 50, 50)
+    empty = merge_detections(
+        torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.long), tiles,
+    )  # fmt: skip
+    assert len(empty) == 0 and empty.boxes.shape == (0, 4)
+    with pytest.raises(ValueError, match="unknown merge method"):
+        MergeConfig(method="union")
