@@ -3,6 +3,11 @@
 OUT gets the Tianchi layout (``defect_Images/``, ``normal_Images/``,
 ``Annotations/anno_train.json``) plus ``Annotations/splits.json`` and COCO files with exact
 RLE masks (``Annotations/instances_{train,val,test}.json``). Same seed and size, same bytes.
+
+``fabricdet synth OUT --roll LENGTH_M [--size WxH] [--mm-per-px X[,Y]]`` writes a roll instead:
+one long strip of fabric cut into consecutive WxH frames (``OUT/frames/``), defects crossing
+frame boundaries, ground truth in roll coordinates (``OUT/roll.json``, metres along the roll;
+see :mod:`fabricdet.data.synth.roll`).
 """
 
 from __future__ import annotations
@@ -55,7 +60,20 @@ def parse_splits(text: str) -> tuple[float, float, float]:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="output folder (created; must not hold a dataset)")
     parser.add_argument(
-        "--num-images", type=int, required=True, metavar="N", help="number of images to render"
+        "--num-images", type=int, default=None, metavar="N", help="number of images to render"
+    )
+    parser.add_argument(
+        "--roll",
+        type=float,
+        default=None,
+        metavar="LENGTH_M",
+        help="write a roll of this many metres as consecutive frames instead of a dataset",
+    )
+    parser.add_argument(
+        "--mm-per-px",
+        default="0.2",
+        metavar="X[,Y]",
+        help="roll only: camera pitch across (and along) the roll, mm per pixel (0.2)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="dataset seed (0)")
     parser.add_argument(
@@ -88,8 +106,53 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
+def parse_pitch(text: str) -> tuple[float, float]:
+    """``"0.2"`` -> ``(0.2, 0.2)``; ``"0.1,0.25"`` -> ``(0.1, 0.25)`` (across, along).
+
+    Raises:
+        SynthError: not one or two positive numbers.
+    """
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) not in (1, 2) or not all(p > 0 and p != float("inf") for p in parts):
+        raise SynthError(
+            f"--mm-per-px {text!r}: expected one or two positive numbers X[,Y] (mm per pixel "
+            "across and along the roll), e.g. --mm-per-px 0.2 or --mm-per-px 0.1,0.25"
+        )
+    return (parts[0], parts[-1])
+
+
+def _run_roll(args: argparse.Namespace, size: tuple[int, int]) -> int:
+    from fabricdet.data.synth.roll import generate_roll
+
+    start = time.perf_counter()
+    truth = generate_roll(
+        args.out,
+        args.roll,
+        seed=args.seed,
+        frame_size=size,
+        mm_per_px=parse_pitch(args.mm_per_px),
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"wrote a {truth.length_m:.2f} m x {truth.width_m:.2f} m roll: {truth.num_frames} "
+            f"frames of {size[0]}x{size[1]}, {len(truth.instances)} defects, to {args.out} in "
+            f"{time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
+    if args.roll is not None:
+        return _run_roll(args, size)
+    if args.num_images is None:
+        raise SynthError("--num-images N is required (or --roll LENGTH_M for a roll of frames)")
     splits = parse_splits(args.splits)
     if args.num_images < 1:
         raise SynthError(f"--num-images {args.num_images}: need at least 1 image")
