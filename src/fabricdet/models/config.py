@@ -13,11 +13,78 @@ class SinkhornNMSConfig:
     eps: float = 0.05
     eps_start: float = 0.5  # training anneals eps from eps_start to eps
     num_iters: int = 10
-    spatial_weight: float = 5.0
+    spatial_weight: float = 10.0
     feature_weight: float = 1.0
     quality_weight: float = 1.0
+    quality_range: float = 1.0
     dustbin_cost: float = 3.0
     overlap: str = "iou+nwd"
+
+
+@dataclass
+class MaskConfig:
+    """The mask head (:mod:`fabricdet.models.mask_head`), on when ``ModelConfig.mask_head``.
+
+    Supervision follows the data: boxes only by default and whenever the training targets
+    carry no masks; true masks when they do (``data.masks=full``).
+
+    Attributes:
+        channels: channels of the shared mask features.
+        stride: stride of the shared mask features (2 keeps 2 px threads).
+        roi_size: side ``M`` of each instance's grid.
+        roi_expand, roi_pad: the grid covers the box grown by this fraction of its size plus
+            this many pixels per side (outside-box cells: background evidence, overhang).
+        controller_pool: RoI pooling size of the features the controller reads.
+        dynamic_channels: width of the per-instance 1x1 network.
+        jitter: training boxes are jittered by this fraction of their size (std).
+        max_instances: instances per training batch (random subset above it).
+        projection_weight, pairwise_weight, self_weight, full_weight: loss weights.
+        tversky_alpha, tversky_beta: projection loss weights of false alarms and misses.
+        pairwise_threshold, pairwise_dilation: BoxInst's affinity threshold and dilation.
+        affinity_theta: similarity scale, in noise levels of the texture-suppressed image.
+        warmup: fraction of training over which the pairwise loss ramps in.
+        self_start: fraction of training after which the confidence-weighted self-training
+            towards refined masks starts.
+        evidence_gain, evidence_offset: the appearance evidence's logit per background
+            deviation, and its zero point.
+        evidence_weights: pool weights of (head, appearance-smoothed head, appearance).
+        refine: output refined masks (else the head's sigmoid).
+        refine_iters, refine_temperature, refine_pair_weight, refine_floor_gain: the
+            refinement's mean-field steps, ``T``, ``lambda`` and ``gamma``.
+        boxes_from_masks: at inference, replace each box by its refined mask's tight box.
+        threshold: probability at which masks are binarised (RLE, boxes from masks).
+    """
+
+    channels: int = 8
+    stride: int = 2
+    roi_size: int = 32
+    roi_expand: float = 0.2
+    roi_pad: float = 3.0
+    controller_pool: int = 3
+    dynamic_channels: int = 8
+    jitter: float = 0.05
+    max_instances: int = 64
+    projection_weight: float = 1.0
+    pairwise_weight: float = 1.0
+    self_weight: float = 0.5
+    full_weight: float = 1.0
+    tversky_alpha: float = 0.5
+    tversky_beta: float = 0.5
+    pairwise_threshold: float = 0.3
+    pairwise_dilation: int = 2
+    affinity_theta: float = 2.0
+    warmup: float = 0.2
+    self_start: float = 0.3
+    evidence_gain: float = 1.5
+    evidence_offset: float = 3.0
+    evidence_weights: tuple[float, float, float] = (1.0, 1.0, 0.5)
+    refine: bool = True
+    refine_iters: int = 6
+    refine_temperature: float = 0.5
+    refine_pair_weight: float = 2.0
+    refine_floor_gain: float = 1.5
+    boxes_from_masks: bool = False
+    threshold: float = 0.5
 
 
 @dataclass
@@ -48,6 +115,9 @@ class ModelConfig:
         slots: SinkhornNMS slots K in training.
         score_thresh, topk_candidates, detections_per_img: inference post-processing.
         sinkhorn: SinkhornNMS options.
+        mask_head: add the mask head (eval outputs gain ``masks``, Tensor[K, 1, H, W]
+            probabilities, and ``mask_uncertainty``, the same shape, in [0, 1]).
+        masks: mask head options.
     """
 
     backbone: str = "tiny"
@@ -71,3 +141,5 @@ class ModelConfig:
     topk_candidates: int = 1000
     detections_per_img: int = 100
     sinkhorn: SinkhornNMSConfig = field(default_factory=SinkhornNMSConfig)
+    mask_head: bool = False
+    masks: MaskConfig = field(default_factory=MaskConfig)

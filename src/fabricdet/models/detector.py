@@ -8,6 +8,11 @@ SinkhornNMS' slots (``set_keep``, ``set_box``), whose gradients reach scores, bo
 embeddings through the matching. Eval returns one dict per image with ``boxes``
 (Tensor[K, 4], xyxy in input pixels), ``scores`` (Tensor[K]) and ``labels`` (Tensor[K] int64,
 0-based); the NMS method is the attribute ``nms_method`` and can be changed at any time.
+
+With ``ModelConfig.mask_head`` a mask head (:mod:`fabricdet.models.mask_head`) adds the mask
+losses (``mask_proj``, ``mask_pair``, ``mask_self`` from boxes; ``mask_full`` when the targets
+carry ``masks``) and, in eval, ``masks`` (Tensor[K, 1, H, W] float probabilities, torchvision's
+convention) and ``mask_uncertainty`` (Tensor[K, 1, H, W] in [0, 1]) per image.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fabricdet.errors import FabricdetError
+from fabricdet.masks.roi import boxes_from_masks
 from fabricdet.models.assigner import assign
 from fabricdet.models.backbones import build_backbone, load_backbone_weights
 from fabricdet.models.candidates import Candidates, select_candidates
@@ -32,6 +38,7 @@ from fabricdet.models.losses import (
     focal_loss,
     quality_loss,
 )
+from fabricdet.models.mask_head import MaskHead
 from fabricdet.models.set_loss import SetCriterion
 from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
 
@@ -63,10 +70,14 @@ class FabricDetector(nn.Module):
         self.sinkhorn = SinkhornNMS(
             iou_threshold=sk.iou_threshold, eps=sk.eps_start, num_iters=sk.num_iters,
             spatial_weight=sk.spatial_weight, feature_weight=sk.feature_weight,
-            quality_weight=sk.quality_weight, dustbin_cost=sk.dustbin_cost,
-            overlap=sk.overlap, max_slots=cfg.slots,  # type: ignore[arg-type]
+            quality_weight=sk.quality_weight, quality_range=sk.quality_range,
+            dustbin_cost=sk.dustbin_cost, overlap=sk.overlap,  # type: ignore[arg-type]
+            max_slots=cfg.slots,
         )  # fmt: skip
         self.criterion = SetCriterion()
+        self.mask_head = (
+            MaskHead(cfg.masks, cfg.fpn_channels, strides[0]) if cfg.mask_head else None
+        )
         self.size_divisor = max(strides)
         self._nms_method = ""
         self.nms_method = cfg.nms
@@ -107,13 +118,52 @@ class FabricDetector(nn.Module):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        feats = self.neck(self.backbone(self._batch(images)))
+        batch = self._batch(images)
+        feats = self.neck(self.backbone(batch))
         out = self.head(feats)
         if self.training:
             if targets is None:
                 raise ValueError("training mode needs targets")
-            return self.losses(out, targets, sizes)
-        return self.postprocess(out, sizes)
+            losses = self.losses(out, targets, sizes)
+            if self.mask_head is not None:
+                losses.update(self.mask_head.losses(feats, batch, targets, self.progress))
+            return losses
+        results = self.postprocess(out, sizes)
+        if self.mask_head is not None:
+            self.add_masks(results, feats, batch, sizes)
+        return results
+
+    @torch.no_grad()
+    def add_masks(
+        self,
+        results: list[dict[str, Tensor]],
+        feats: list[Tensor],
+        batch: Tensor,
+        sizes: list[tuple[int, int]],
+    ) -> None:
+        """Add ``masks`` and ``mask_uncertainty`` (Tensor[K, 1, H, W]) to each image's
+        detections, in place; with ``masks.boxes_from_masks`` replace each box by its mask's
+        tight box (the mask's extent is the sharper localisation) where the mask is not empty.
+        """
+        head = self.mask_head
+        assert head is not None
+        boxes = torch.cat([r["boxes"] for r in results]).reshape(-1, 4)
+        index = torch.cat(
+            [torch.full((len(r["boxes"]),), b, dtype=torch.long) for b, r in enumerate(results)]
+        ).to(boxes.device)
+        out = head(feats, batch, boxes.to(batch.dtype), index)
+        probs, uncertainty = head.probabilities(out)
+        start = 0
+        for r, (h, w) in zip(results, sizes, strict=True):
+            k = len(r["boxes"])
+            part = slice(start, start + k)
+            start += k
+            r["masks"] = head.paste(probs[part], out.rois[part], h, w)
+            r["mask_uncertainty"] = head.paste(uncertainty[part], out.rois[part], h, w)
+            if self.cfg.masks.boxes_from_masks:
+                r["boxes"] = boxes_from_masks(
+                    r["masks"][:, 0], r["boxes"], self.cfg.masks.threshold
+                )
 
     def losses(
         self, out: HeadOutput, targets: list[dict[str, Tensor]], sizes: list[tuple[int, int]]
@@ -178,7 +228,8 @@ class FabricDetector(nn.Module):
                 options = {
                     "eps": sk.eps, "num_iters": sk.num_iters, "spatial_weight": sk.spatial_weight,
                     "feature_weight": sk.feature_weight, "quality_weight": sk.quality_weight,
-                    "dustbin_cost": sk.dustbin_cost, "overlap": sk.overlap,
+                    "quality_range": sk.quality_range, "dustbin_cost": sk.dustbin_cost,
+                    "overlap": sk.overlap,
                 }  # fmt: skip
                 emb = self._embeddings(cand)
                 if emb is not None:

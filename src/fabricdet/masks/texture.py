@@ -1,0 +1,141 @@
+"""Texture suppression: the image minus its periodic (woven) background, and the neighbour
+affinities computed on that residual.
+
+Raw colour affinity (BoxInst's ``exp(-||dLab|| / 2)``) reads every warp/weft crossing of a
+woven fabric as an edge: neighbours two pixels apart straddle a bright yarn and a dark gap,
+so the pairwise loss would cut masks along the weave. A weave is periodic, so its energy sits
+in sharp peaks of the 2-D spectrum (the fundamental yarn frequencies and their harmonics),
+while a defect is local and spreads its energy over many frequencies. Notching the peaks
+removes the weave and keeps the defect, including one-pixel lines, which a spatial low-pass
+filter would smear.
+
+- :func:`periodic_background`: the notch filter, batched, ``torch.fft`` only;
+- :func:`texture_residual`: image minus background;
+- :func:`neighbour_affinity`: ``exp(-||r_i - r_j|| / (theta * s))`` over the 8 neighbours at a
+  dilation, ``s`` the map's own robust neighbour-difference scale (so one threshold works for
+  any contrast and any sampling grid).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Offsets (dy, dx) of the 8 neighbours, in the order of every ``[..., 8, H, W]`` tensor here.
+NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = (
+    (-1, -1),
+    (-1, 0),
+    (-1, 1),
+    (0, -1),
+    (0, 1),
+    (1, -1),
+    (1, 0),
+    (1, 1),
+)
+
+
+def periodic_background(
+    images: Tensor, peak_ratio: float = 4.0, min_radius: float = 3.0, window: int = 7
+) -> Tensor:
+    """The periodic part of each image (the weave), by notching the spectrum's peaks.
+
+    A frequency bin is a peak when its magnitude exceeds ``peak_ratio`` times the geometric
+    mean of its ``window x window`` neighbourhood (the local spectral floor); peaks are dilated
+    by one bin because a slightly skewed or jittered weave spreads each peak over neighbours.
+    Bins within ``min_radius`` of DC are never notched: large defects (stains, bars) live there.
+
+    Args:
+        images (Tensor[B, C, H, W]): any float images.
+        peak_ratio: peak-to-floor magnitude ratio.
+        min_radius: protected low-frequency radius, in bins.
+        window: odd size of the neighbourhood defining the floor.
+
+    Returns:
+        Tensor[B, C, H, W]: the background, zero mean per channel.
+    """
+    h, w = images.shape[-2:]
+    if h < 2 or w < 2:
+        return torch.zeros_like(images)
+    x = images - images.mean(dim=(-2, -1), keepdim=True)
+    spec = torch.fft.rfft2(x.float())  # [B, C, H, W//2+1]
+    # One notch per image, decided on the channel-summed magnitude: the weave's period is the
+    # same in every colour channel.
+    logm = torch.log(spec.abs().sum(1, keepdim=True) + 1e-6)  # [B, 1, H, Wf]
+    pad = window // 2
+    # The spectrum wraps around in H (full axis); the half axis W is only padded by replication.
+    padded = F.pad(logm, (0, 0, pad, pad), mode="circular")
+    padded = F.pad(padded, (pad, pad, 0, 0), mode="replicate")
+    floor = (F.avg_pool2d(padded, window, stride=1) * window**2 - logm) / (window**2 - 1)
+    peaks = (logm - floor) > math.log(peak_ratio)
+    fy = torch.fft.fftfreq(h, device=images.device).abs() * h  # [H] in bins
+    fx = torch.fft.rfftfreq(w, device=images.device) * w  # [Wf]
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    peaks = peaks & (radius > min_radius)
+    peaks = F.max_pool2d(peaks.float(), 3, stride=1, padding=1) > 0  # dilate by one bin
+    peaks = peaks & (radius > min_radius)
+    back = torch.fft.irfft2(spec * peaks, s=(h, w))
+    return back.to(images.dtype)
+
+
+def texture_residual(images: Tensor, **kwargs: float) -> Tensor:
+    """``images`` minus their periodic background (see :func:`periodic_background`).
+
+    Args:
+        images (Tensor[B, C, H, W]).
+
+    Returns:
+        Tensor[B, C, H, W]: the residual, zero mean per channel.
+    """
+    x = images - images.mean(dim=(-2, -1), keepdim=True)
+    return x - periodic_background(images, **kwargs)  # type: ignore[arg-type]
+
+
+def neighbours(x: Tensor, dilation: int = 1) -> Tensor:
+    """The 8 neighbours of every pixel (zero beyond the border).
+
+    Args:
+        x (Tensor[N, C, H, W]).
+        dilation: neighbour distance in pixels.
+
+    Returns:
+        Tensor[N, C, 8, H, W], neighbours in :data:`NEIGHBOUR_OFFSETS` order.
+    """
+    n, c, h, w = x.shape
+    d = dilation
+    cols = F.unfold(x, kernel_size=3, dilation=d, padding=d)  # [N, C*9, H*W]
+    cols = cols.view(n, c, 9, h, w)
+    return torch.cat([cols[:, :, :4], cols[:, :, 5:]], 2)
+
+
+def neighbour_valid(h: int, w: int, dilation: int, device: torch.device) -> Tensor:
+    """Which neighbours of :func:`neighbours` lie inside the map. Tensor[8, H, W] bool."""
+    ones = torch.ones(1, 1, h, w, device=device)
+    return neighbours(ones, dilation)[0, 0] > 0
+
+
+def neighbour_affinity(residual: Tensor, dilation: int = 2, theta: float = 2.0) -> Tensor:
+    """Appearance similarity of every pixel with its 8 neighbours, in (0, 1].
+
+    ``exp(-||r_i - r_j|| / (theta * s))`` with ``s`` the median neighbour difference of each
+    map: most neighbour pairs lie inside one region, so the median is the map's noise level
+    and ``theta`` says how many noise levels still count as "the same".
+
+    Args:
+        residual (Tensor[N, C, H, W]): texture-suppressed maps (one per instance or image).
+        dilation: neighbour distance.
+        theta: similarity scale in units of ``s``.
+
+    Returns:
+        Tensor[N, 8, H, W]; 0 for neighbours beyond the border.
+    """
+    n, _, h, w = residual.shape
+    nb = neighbours(residual, dilation)  # [N, C, 8, H, W]
+    diff = (residual.unsqueeze(2) - nb).norm(dim=1)  # [N, 8, H, W]
+    valid = neighbour_valid(h, w, dilation, residual.device)
+    inside = diff.masked_fill(~valid, float("nan")).flatten(1)
+    scale = torch.nanmedian(inside, dim=1).values.clamp_min(1e-6).nan_to_num(1.0)  # [N]
+    sim = torch.exp(-diff / (theta * scale.view(n, 1, 1, 1)))
+    return sim * valid
