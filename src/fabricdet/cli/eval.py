@@ -1,4 +1,4 @@
-"""``fabricdet eval MODEL DATA [--nms METHOD] [--split S] [--json] [--out DIR]``.
+"""``fabricdet eval MODEL DATA [--nms METHOD] [--split S] [--json] [--out DIR] [--report F]``.
 
 Runs MODEL (``model.pt`` or its run folder) on a split of DATA (default: the run's validation
 split; ``all`` for every image), prints COCO AP/AP50/AP75, the Tianchi score (ACC, VOC mAP) and
@@ -6,7 +6,9 @@ the latency, and writes the Tianchi submission, the COCO results and the metrics
 (default: beside MODEL). ``--json`` prints exactly one JSON object on stdout (progress goes to
 stderr); ``--nms all`` evaluates every NMS method and prints ``{method: metrics}``. MODEL may
 also be a ``.onnx`` written by ``fabricdet export``, run by onnxruntime with its SinkhornNMS
-inside the graph (``--nms`` cannot change it).
+inside the graph (``--nms`` cannot change it). ``--report FILE.html`` also writes a
+self-contained HTML report (:mod:`fabricdet.report.evaluation`); with ``--nms all``, one per
+method, named ``FILE_<method>.html``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from fabricdet.data.formats import load_dataset_with_report
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.config import validate
-from fabricdet.engine.evaluate import evaluate, evaluate_all_nms
+from fabricdet.engine.evaluate import EvalCapture, evaluate, evaluate_all_nms
 from fabricdet.engine.inference import check_nms
 from fabricdet.metrics import format_summary
 from fabricdet.ops.nms import NMS_METHODS
@@ -55,6 +58,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         "submission keeps those images (default: the run's eval.defect_threshold)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="also write an HTML report (per-class AP, PR curves, confusion, speed, gallery); "
+        "with --nms all, FILE_<method>.html per method",
+    )
     parser.add_argument("--lenient", action="store_true", help="skip bad dataset records")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -73,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         eval_cfg = dataclasses.replace(eval_cfg, defect_threshold=args.defect_threshold)
     validate(dataclasses.replace(loaded.config, eval=eval_cfg))  # thresholds in 0..1
     out_dir = args.out or loaded.path.parent
+    captures: dict[str, EvalCapture] = {}
     if args.nms == ALL_METHODS:
         results = evaluate_all_nms(
             loaded,
@@ -82,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
             out_dir=out_dir,
             device=args.device,
             progress=not args.quiet,
+            captures=captures if args.report else None,
         )
+        for method, summary in results.items():
+            _report(args, report_path(args.report, method), summary, captures.get(method))
         if args.json:
             print(json.dumps(results, ensure_ascii=False))
         else:
@@ -90,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"== NMS {method}: {summary['ms_per_image']:.1f} ms/image")
                 print(format_summary(summary), end="\n\n")
         return 0
+    capture = EvalCapture() if args.report else None
     summary = evaluate(
         loaded,
         dataset,
@@ -99,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
         out_dir=out_dir,
         device=args.device,
         progress=not args.quiet,
+        capture=capture,
     )
+    _report(args, args.report, summary, capture)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
@@ -110,3 +128,31 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(summary))
         print(f"wrote {', '.join(summary['files'].values())}")
     return 0
+
+
+def report_path(report: Path | None, method: str) -> Path | None:
+    """``FILE_<method>.html`` beside ``report`` (for ``--nms all``)."""
+    return report.with_name(f"{report.stem}_{method}{report.suffix}") if report else None
+
+
+def _report(
+    args: argparse.Namespace,
+    path: Path | None,
+    summary: dict[str, Any],
+    capture: EvalCapture | None,
+) -> None:
+    """Write the HTML report of one evaluation when ``--report`` asks for it."""
+    if path is None or capture is None or capture.dataset is None:
+        return
+    from fabricdet.report.evaluation import write_eval_report  # matplotlib only when asked
+
+    write_eval_report(
+        path,
+        summary,
+        capture.dataset,
+        capture.predictions,
+        capture.latencies_ms,
+        data=str(args.data),
+        device=capture.device,
+    )
+    print(f"report: {path}", file=sys.stderr)

@@ -4,7 +4,8 @@
 category ids (:class:`~fabricdet.metrics.Predictions`), scores them with
 :func:`~fabricdet.metrics.evaluate_predictions` (COCO AP/AP50/AP75, Tianchi score, ACC, VOC
 mAP, mask metrics when both sides have masks), adds the latency, and optionally writes the
-Tianchi submission, the COCO results and the metrics as JSON.
+Tianchi submission, the COCO results and the metrics as JSON. An :class:`EvalCapture` passed
+to it keeps what was scored (the split, the predictions, per-image latencies) for a report.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,23 @@ from fabricdet.metrics import (
     write_tianchi_submission,
 )
 from fabricdet.ops.nms import NMS_METHODS
+
+
+@dataclass
+class EvalCapture:
+    """What :func:`evaluate` scored, filled in place when passed to it (for a report).
+
+    Attributes:
+        dataset: the split scored.
+        predictions: every detection scored (score >= ``eval.score_threshold``).
+        latencies_ms: milliseconds per image, in dataset order (see :func:`predict_dataset`).
+        device: where the model ran.
+    """
+
+    dataset: DetectionDataset | None = None
+    predictions: Predictions = field(default_factory=Predictions.empty)
+    latencies_ms: list[float] = field(default_factory=list)
+    device: str = ""
 
 
 def category_ids(model_categories: Sequence[Category], dataset: DetectionDataset) -> np.ndarray:
@@ -74,8 +93,13 @@ def predict_dataset(
     eval_cfg: EvalConfig | None = None,
     device: str = "auto",
     progress: bool = True,
+    latencies_ms: list[float] | None = None,
 ) -> tuple[Predictions, float]:
     """Run the model on every image of ``dataset`` with its current NMS.
+
+    Args:
+        latencies_ms: if given, gets one entry per image in dataset order: its timed batch's
+            milliseconds divided evenly among the batch's images.
 
     Returns:
         the predictions (original pixels, dataset category ids, score >= the threshold) and
@@ -103,7 +127,12 @@ def predict_dataset(
             resizes = [m.resize for m in batch.metas]
             if k == 0:
                 runner.warm_up(batch.images, resizes, cfg.warmup_iters)
-            for meta, det in zip(batch.metas, runner(batch.images, resizes), strict=True):
+            before = runner.seconds
+            dets = runner(batch.images, resizes)
+            if latencies_ms is not None:
+                each = 1000.0 * (runner.seconds - before) / len(batch.images)
+                latencies_ms.extend([each] * len(batch.images))
+            for meta, det in zip(batch.metas, dets, strict=True):
                 columns["ids"].append(np.full(len(det.boxes), meta.image_id, dtype=np.int64))
                 columns["cats"].append(ids_of_label[det.labels])
                 columns["boxes"].append(det.boxes)
@@ -191,6 +220,7 @@ def evaluate(
     out_dir: Path | None = None,
     device: str = "auto",
     progress: bool = True,
+    capture: EvalCapture | None = None,
 ) -> dict[str, Any]:
     """Metrics of a model on one split with one NMS method.
 
@@ -204,6 +234,7 @@ def evaluate(
         eval_cfg: score threshold, batch size, warm-up; default the run's.
         out_dir: write ``submission_<split>_<nms>.json`` (Tianchi), ``coco_results_...``
             and ``metrics_...`` there.
+        capture: filled with the split, the predictions and per-image latencies.
 
     The model's own NMS method is restored afterwards.
 
@@ -219,11 +250,22 @@ def evaluate(
     subset = select_split(dataset, split)
     original = getattr(loaded.model, "nms_method", None)
     set_nms(loaded.model, nms)
+    latencies: list[float] = []
     try:
-        preds, ms = predict_dataset(loaded, subset, eval_cfg=cfg, device=device, progress=progress)
+        preds, ms = predict_dataset(
+            loaded,
+            subset,
+            eval_cfg=cfg,
+            device=device,
+            progress=progress,
+            latencies_ms=latencies,
+        )
     finally:
         if original is not None:
             loaded.model.nms_method = original
+    if capture is not None:
+        capture.dataset, capture.predictions, capture.latencies_ms = subset, preds, latencies
+        capture.device = str(resolve_device(device))
     # COCO AP from every detection; the Tianchi numbers from the submission actually written.
     summary = evaluate_predictions(subset, preds, score_threshold=cfg.defect_threshold)
     submission = defective_images_only(preds, cfg.defect_threshold)
@@ -256,17 +298,21 @@ def evaluate_all_nms(
     out_dir: Path | None = None,
     device: str = "auto",
     progress: bool = True,
+    captures: dict[str, EvalCapture] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`evaluate` once per NMS method on the same model and split.
 
     The model runs again for each method (the dense outputs are not cached): simple, and the
-    latency of each method then includes everything it costs.
+    latency of each method then includes everything it costs. ``captures``, if given, gets
+    ``{method: EvalCapture}``.
 
     Returns:
         ``{method: summary}`` in the order of ``methods``.
     """
-    return {
-        m: evaluate(
+    results = {}
+    for m in methods:
+        capture = EvalCapture() if captures is not None else None
+        results[m] = evaluate(
             loaded,
             dataset,
             split=split,
@@ -275,6 +321,8 @@ def evaluate_all_nms(
             out_dir=out_dir,
             device=device,
             progress=progress,
+            capture=capture,
         )
-        for m in methods
-    }
+        if captures is not None and capture is not None:
+            captures[m] = capture
+    return results

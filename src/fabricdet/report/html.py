@@ -15,6 +15,9 @@ import numpy as np
 
 from fabricdet.data.formats.atomic import atomic_write_text
 
+#: The first 8 bytes of every PNG file.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -34,8 +37,10 @@ class HtmlReport:
         self.title = title
         self.parts: list[str] = []
 
-    def heading(self, text: str, level: int = 2) -> None:
-        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+    def heading(self, text: str, level: int = 2, anchor: str | None = None) -> None:
+        """A heading; ``anchor`` becomes its ``id`` (a link target: ``#anchor``)."""
+        ident = f' id="{html.escape(anchor)}"' if anchor else ""
+        self.parts.append(f"<h{level}{ident}>{html.escape(text)}</h{level}>")
 
     def paragraph(self, text: str) -> None:
         self.parts.append(f"<p>{html.escape(text)}</p>")
@@ -63,9 +68,15 @@ class HtmlReport:
         ok, png = cv2.imencode(".png", image_bgr)
         if not ok:
             raise ValueError("could not encode the image as PNG")
-        data = base64.b64encode(png.tobytes()).decode("ascii")
+        self.png(png.tobytes(), caption)
+
+    def png(self, data: bytes, caption: str) -> None:
+        """Embed an already encoded PNG (e.g. a matplotlib figure saved as PNG)."""
+        if not data.startswith(PNG_SIGNATURE):
+            raise ValueError("not a PNG: the data lacks the PNG signature")
+        uri = base64.b64encode(data).decode("ascii")
         self.parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f'<figure><img src="data:image/png;base64,{uri}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
 
