@@ -62,6 +62,28 @@ def test_sparse_equals_dense(n: int, seed: int) -> None:
     assert_same_decode(*detector_candidates(n, seed))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_equals_dense_scores_spanning_decades(seed: int) -> None:
+    """Scores from 1e-4 to 1: the quality prior must not let a weak box reach a far slot."""
+    g = torch.Generator().manual_seed(seed)
+    n = 80
+    corner = torch.rand(n, 2, generator=g) * 300
+    boxes = torch.cat([corner, corner + 1 + torch.rand(n, 2, generator=g) * 80], 1)
+    scores = 10 ** (-4 * torch.rand(n, generator=g))
+    assert_same_decode(boxes, scores, torch.randint(0, 3, (n,), generator=g))
+
+
+def test_weak_box_survives_a_strong_disjoint_one() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [100.0, 100.0, 110.0, 110.0]])
+    scores = torch.tensor([0.9, 0.0009])
+    labels = torch.zeros(2, dtype=torch.long)
+    for dense in (False, True):
+        assert sinkhorn_batched_nms(boxes, scores, labels, 0.5, dense=dense).keep.tolist() == [
+            0,
+            1,
+        ]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sparse_equals_dense_with_embeddings(seed: int) -> None:
     boxes, scores, labels = detector_candidates(400, seed)
@@ -80,7 +102,9 @@ def test_sparse_equals_dense_with_embeddings(seed: int) -> None:
         {"overlap": "diou"},
         {"eps": 0.2, "num_iters": 4},
         {"dustbin_cost": 4.5},  # no similarity floor: every same-class pair is an edge
-        {"quality_weight": 2.0, "spatial_weight": 8.0},
+        {"quality_weight": 2.0, "spatial_weight": 16.0},
+        {"quality_range": 0.5, "spatial_weight": 5.0},
+        {"quality_range": float("inf")},  # unbounded prior: no floor, the dense problem
     ],
 )
 def test_sparse_equals_dense_options(options: dict) -> None:
@@ -100,8 +124,8 @@ def test_sparse_equals_dense_float64_and_ties() -> None:
 @pytest.mark.parametrize("overlap", ["iou+nwd", "iou", "nwd"])
 def test_edges_hold_every_close_pair(overlap: str) -> None:
     boxes, _, labels = detector_candidates(800, 6, num_classes=5)
-    floor = similarity_floor(0.5, 0.05, 5.0, 3.0)
-    assert floor == pytest.approx(0.1)
+    floor = similarity_floor(0.5, 0.05, 10.0, 3.0, 1.0)
+    assert floor == pytest.approx(0.25)
     nb = neighbourhoods(boxes, labels, overlap, 0.1, floor)
     n = len(boxes)
     edges = torch.zeros(n, n, dtype=torch.bool)

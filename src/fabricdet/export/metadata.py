@@ -61,6 +61,7 @@ def build_metadata(loaded: LoadedModel, wrapper: ExportableDetector) -> dict[str
             "spatial_weight": nms.spatial_weight,
             "feature_weight": nms.feature_weight,
             "quality_weight": nms.quality_weight,
+            "quality_range": nms.quality_range,
             "dustbin_cost": nms.dustbin_cost,
             "capacity_temperature": nms.capacity_temperature,
             "overlap": nms.overlap,

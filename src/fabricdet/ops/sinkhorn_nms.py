@@ -12,7 +12,7 @@ stays in it. The transport plan ``P`` solves the balanced problem of
 
     C_ij = w_sp * relu(theta - sigma(b_i, b_seed(j))) / theta              spatial
          + w_ft * (1 - cos(f_i, f_seed(j)))                                 appearance
-         + w_q  * (log s_i - log s_seed(j))                                 quality prior
+         + w_q  * r * tanh((log s_i - log s_seed(j)) / r)                  quality prior
          + BIG * [l_i != l_seed(j)]                                         (unless class-agnostic)
 
     a_i = s_i                            candidate supply: its confidence
@@ -28,7 +28,13 @@ decides: mass flows to the best-scored overlapping seed, which is what greedy NM
 Matching is worth it only when ``C_ij < delta``. The quality prior is relative to the
 candidate's own score, so a seed's own slot costs 0 and no absolute score floor is imposed (an
 absolute prior ``-log s_j`` would drop every box below ``exp(-delta / w_q)``, hurting recall at
-low thresholds); only candidates that no slot explains go to the dustbin. The appearance term
+low thresholds); only candidates that no slot explains go to the dustbin. It saturates at
+``+-w_q r`` (``quality_range``; ``r = inf`` gives the raw log-ratio): it only has to order the
+seeds, and unbounded it would outweigh the spatial term, so that a box 150x weaker than any
+same-class box anywhere in the image went to that box's slot. With ``w_q r < w_sp`` a box never
+joins a slot it overlaps by less than ``theta (1 - w_q r / w_sp)``, and pairs below the floor of
+:mod:`fabricdet.ops.sparse_sinkhorn_nms` provably carry no mass (that is what lets the eval path
+skip them). The appearance term
 is what lets two overlapping objects that look different (two adjacent broken threads) keep
 their own slots, which greedy NMS cannot.
 The capacity bounds how much look-alike mass a slot can absorb: without embeddings it is the
@@ -57,6 +63,7 @@ eps down to 1e-3 of the cost scale; K is static (no host sync to count scores ab
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -69,6 +76,14 @@ from fabricdet.ops.sinkhorn import GradMode, SolverMode, add_dustbin, sinkhorn
 # Cost of pairing across classes: large enough that exp(-BIG / eps) is exactly 0 in float32 for
 # any eps <= 1, small enough to keep the solver's log-kernel finite.
 _BIG = 1e4
+
+
+def quality_prior(log_ratio: Tensor, weight: float, saturation: float) -> Tensor:
+    """``w_q r tanh(log_ratio / r)``: the quality prior, odd and strictly increasing in
+    ``log_ratio = log s_i - log s_seed`` and bounded by ``w_q r`` (raw for ``r = inf``)."""
+    if math.isinf(saturation):
+        return weight * log_ratio
+    return (weight * saturation) * torch.tanh(log_ratio / saturation)
 
 
 class SinkhornNMSOutput(NamedTuple):
@@ -106,6 +121,8 @@ class SinkhornNMS(nn.Module):
         num_iters: Sinkhorn iterations (fixed, no early exit: static graph).
         spatial_weight, feature_weight, quality_weight: ``w_sp``, ``w_ft``, ``w_q``; set one to
             0 to switch its term off.
+        quality_range: ``r``, where the quality prior saturates (log-score units; ``inf``:
+            never).
         dustbin_cost: ``delta``, the cost of leaving a candidate unexplained.
         capacity_temperature: ``tau`` of the appearance kernel of the capacities.
         overlap: spatial similarity, see :func:`fabricdet.ops.boxes.pairwise_overlap`.
@@ -122,9 +139,10 @@ class SinkhornNMS(nn.Module):
         iou_threshold: float = 0.5,
         eps: float = 0.05,
         num_iters: int = 10,
-        spatial_weight: float = 5.0,
+        spatial_weight: float = 10.0,
         feature_weight: float = 1.0,
         quality_weight: float = 1.0,
+        quality_range: float = 1.0,
         dustbin_cost: float = 3.0,
         capacity_temperature: float = 0.1,
         overlap: OverlapKind = "iou+nwd",
@@ -139,12 +157,15 @@ class SinkhornNMS(nn.Module):
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         if not eps > 0 or num_iters < 1:
             raise ValueError(f"need eps > 0 and num_iters >= 1, got {eps}, {num_iters}")
+        if not quality_range > 0:
+            raise ValueError(f"quality_range must be > 0, got {quality_range}")
         self.iou_threshold = iou_threshold
         self.eps = eps
         self.num_iters = num_iters
         self.spatial_weight = spatial_weight
         self.feature_weight = feature_weight
         self.quality_weight = quality_weight
+        self.quality_range = quality_range
         self.dustbin_cost = dustbin_cost
         self.capacity_temperature = capacity_temperature
         self.overlap = overlap
@@ -158,7 +179,7 @@ class SinkhornNMS(nn.Module):
         return (
             f"iou_threshold={self.iou_threshold}, eps={self.eps}, num_iters={self.num_iters}, "
             f"w_sp={self.spatial_weight}, w_ft={self.feature_weight}, "
-            f"w_q={self.quality_weight}, overlap={self.overlap!r}"
+            f"w_q={self.quality_weight}, r={self.quality_range}, overlap={self.overlap!r}"
         )
 
     def forward(
@@ -247,7 +268,8 @@ class SinkhornNMS(nn.Module):
         # balance, so no score floor is imposed (that is the detector's score threshold).
         log_s = torch.log(scores.clamp_min(1e-6))
         log_seed = torch.log(seed_scores.clamp_min(1e-6))
-        cost = cost + self.quality_weight * (log_s.unsqueeze(2) - log_seed.unsqueeze(1))
+        log_ratio = log_s.unsqueeze(2) - log_seed.unsqueeze(1)
+        cost = cost + quality_prior(log_ratio, self.quality_weight, self.quality_range)
         if embeddings is None:
             return cost, torch.ones_like(cost)
         emb = F.normalize(embeddings.to(cost.dtype), dim=-1)

@@ -8,14 +8,15 @@ can carry plan mass, instead of on every same-class pair.
 Which pairs
 -----------
 A pair is worth matching only if its cost is below the dustbin cost ``delta``. A pair with
-``sigma_ij < m`` has a spatial term of at least ``w_sp (theta - m) / theta``; choosing
-``m = theta (1 - (delta + 20 eps) / w_sp)`` (0.1 with the defaults) makes every such pair cost
-at least ``delta + 20 eps``. So the edges are the same-class pairs with ``sigma_ij >= m``, plus
-each candidate's self pair. They are found without forming all pairs:
+``sigma_ij < m`` has a spatial term of at least ``w_sp (theta - m) / theta``, its quality prior
+is at least ``-w_q r`` and its appearance term is non-negative; choosing
+``m = theta (1 - (delta + w_q r + 20 eps) / w_sp)`` (0.25 with the defaults) makes every such
+pair cost at least ``delta + 20 eps``. So the edges are the same-class pairs with
+``sigma_ij >= m``, plus each candidate's self pair. They are found without forming all pairs:
 
 - ``NWD_ij >= m`` means ``W2 <= s ln(1/m) max(L_i, L_j)`` (``s`` = ``nwd_scale``, ``L`` the
   longest side), and ``W2 >= |c_i - c_j|``: the centres are within
-  ``reach * max(L_i, L_j)`` on each axis, ``reach = s ln(1/m)`` (0.23 with the defaults).
+  ``reach * max(L_i, L_j)`` on each axis, ``reach = s ln(1/m)`` (0.14 with the defaults).
   ``IoU_ij > 0`` means the boxes intersect. Hence, giving box ``i`` the x interval
   ``cx_i +- max(w_i / 2, reach L_i)``, every pair with ``sigma >= m`` has intersecting intervals.
 - Classes are moved apart on x (torchvision's offset trick) and the intervals sorted by their
@@ -29,8 +30,9 @@ each candidate's self pair. They are found without forming all pairs:
   rows without a sort, by counting in the band ``lo_q .. q - 1`` (``lo`` from ``searchsorted``
   in the running max of ``hi``), which holds every partner before ``q``.
 
-For ``"iou"`` and ``"diou"`` the reach is 0. When no ``m > 0`` exists (``w_sp <= delta + 20
-eps``) every same-class pair is kept: the dense problem.
+For ``"iou"`` and ``"diou"`` the reach is 0. When no ``m > 0`` exists
+(``w_sp <= delta + w_q r + 20 eps``, or an unbounded prior) every same-class pair is kept: the
+dense problem.
 
 Why the dropped pairs do not matter: at the fixed point ``P = diag(u) K diag(v)`` a pair's mass
 relative to its row's dustbin entry is ``P_ij / P_iD = exp(-(C_ij - delta) / eps) v_j / v_D``,
@@ -75,6 +77,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fabricdet.ops.boxes import OverlapKind, box_terms, terms_overlap
+from fabricdet.ops.sinkhorn_nms import quality_prior
 
 # Margin, in units of eps, by which a dropped pair's cost exceeds the dustbin cost.
 _MARGIN = 20.0
@@ -83,13 +86,18 @@ _TINY_FUSE = 1e-6
 
 
 def similarity_floor(
-    iou_threshold: float, eps: float, spatial_weight: float, dustbin_cost: float
+    iou_threshold: float,
+    eps: float,
+    spatial_weight: float,
+    dustbin_cost: float,
+    quality_bound: float,
 ) -> float | None:
-    """``m``: pairs with ``sigma < m`` cost at least ``dustbin_cost + 20 eps`` (None: no such
-    ``m > 0``, every same-class pair counts)."""
-    if spatial_weight <= 0:
+    """``m``: pairs with ``sigma < m`` cost at least ``dustbin_cost + 20 eps`` whatever their
+    scores (``quality_bound = w_q r`` bounds the prior's pull; None: no such ``m > 0``, every
+    same-class pair counts)."""
+    if spatial_weight <= 0 or math.isinf(quality_bound):
         return None
-    m = iou_threshold * (1.0 - (dustbin_cost + _MARGIN * eps) / spatial_weight)
+    m = iou_threshold * (1.0 - (dustbin_cost + quality_bound + _MARGIN * eps) / spatial_weight)
     return m if m > 1e-6 else None
 
 
@@ -276,9 +284,10 @@ def sparse_sinkhorn_nms(
     embeddings: Tensor | None = None,
     eps: float = 0.05,
     num_iters: int = 10,
-    spatial_weight: float = 5.0,
+    spatial_weight: float = 10.0,
     feature_weight: float = 1.0,
     quality_weight: float = 1.0,
+    quality_range: float = 1.0,
     dustbin_cost: float = 3.0,
     capacity_temperature: float = 0.1,
     overlap: OverlapKind = "iou+nwd",
@@ -306,7 +315,9 @@ def sparse_sinkhorn_nms(
     n = len(scores)
     work = torch.promote_types(boxes.dtype, scores.dtype)
     work = torch.float64 if work == torch.float64 else torch.float32
-    floor = similarity_floor(iou_threshold, eps, spatial_weight, dustbin_cost)
+    floor = similarity_floor(
+        iou_threshold, eps, spatial_weight, dustbin_cost, quality_weight * quality_range
+    )
     nb = neighbourhoods(boxes.to(work), idxs, overlap, nwd_scale, floor)
     cls, row, col = nb.cls, nb.row, nb.col
     dust = col >= n
@@ -324,15 +335,15 @@ def sparse_sinkhorn_nms(
         )
         cost = cost + feature_weight * dissim
     cost = cost.masked_fill(dust, dustbin_cost)
-    # Quality prior of the column (0 for dustbin columns); K^T's entry (p, q) is K's (q, p).
-    # Relative quality prior w_q * (log s_i - log s_j) on candidate -> slot edges: the column's
-    # part, and the row's own (row constant, so it only moves the slot/dustbin balance).
-    log_s = quality_weight * torch.log(supply.clamp_min(1e-6))
-    zeros = supply.new_zeros(g)
-    quality = torch.cat([-log_s, zeros])
-    own = torch.cat([log_s, zeros])
-    log_k = (cost + quality.index_select(0, col) + own.index_select(0, row) * ~dust) * (-1.0 / eps)
-    log_kt = (cost + quality.index_select(0, row) + own.index_select(0, col) * ~dust) * (-1.0 / eps)
+    # Quality prior of candidate -> slot edges (none on dustbins). It is odd in the log-ratio,
+    # so K^T's entry (p, q), which is K's (q, p), carries its negative.
+    log_s = torch.log(supply.clamp_min(1e-6))
+    log_ratio = log_s.index_select(0, row) - torch.cat([log_s, log_s.new_zeros(g)]).index_select(
+        0, col
+    )
+    prior = quality_prior(log_ratio, quality_weight, quality_range).masked_fill_(dust, 0.0)
+    log_k = (cost + prior) * (-1.0 / eps)
+    log_kt = (cost - prior) * (-1.0 / eps)
     # Row-stabilised kernel (every row's largest entry is 1), as in the dense hybrid solver.
     row_max = torch.segment_reduce(log_k, "max", offsets=nb.crow[: n + 1])
     row_max_ext = torch.cat([row_max, row_max.new_zeros(g)])
