@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a detector (single process or torchrun DDP; resumable)"),
     "eval": ("eval", "evaluate a trained model on a dataset split (COCO AP, Tianchi score)"),
     "detect": ("detect", "detect defects in image files; write JSON and annotated images"),
+    "inspect": ("inspect", "inspect a roll of frames: join, place, measure and grade its defects"),
     "serve": ("serve", "serve a model over HTTP: POST an image, get its detections as JSON"),
     "export": ("export", "export a model with its NMS as one ONNX or TorchScript file"),
 }
