@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from report_html_parse import parse_report, png_bytes
 
-from fabricdet.report.evaluation import SECTIONS
+from fabricdet.metrics import Predictions
+from fabricdet.report.evaluation import SECTIONS, write_eval_report
 from fabricdet.report.html import PNG_SIGNATURE
 
 RUNS = ["mask_run", "box_run"]
@@ -66,3 +67,13 @@ def test_masks_are_drawn_when_predicted(mask_run, box_run):
 def test_eval_output_is_unchanged_by_the_report(mask_run):
     assert mask_run.stdout.count("\n") == 1  # still exactly one JSON object on stdout
     assert mask_run.result["nms"] == "greedy" and "files" in mask_run.result
+
+
+def test_a_model_that_finds_nothing_still_gets_a_report(painted, tmp_path):
+    summary = {"model": "m.pt", "split": "val", "nms": "greedy", "defect_threshold": 0.5}
+    path = tmp_path / "empty.html"
+    write_eval_report(path, summary, painted, Predictions.empty(), [])
+    report = parse_report(path.read_text(encoding="utf-8"))
+    assert set(SECTIONS) <= set(report.ids)
+    assert all(png_bytes(src).startswith(PNG_SIGNATURE) for src, _ in report.images)
+    assert "none" in path.read_text(encoding="utf-8")  # no best image: nothing was found

@@ -184,6 +184,8 @@ def confusion(
 
 def _rows_by_image(image_ids: np.ndarray) -> dict[int, np.ndarray]:
     """image id -> the row indices of its detections."""
+    if not len(image_ids):
+        return {}
     order = np.argsort(image_ids, kind="stable")
     uniq, starts = np.unique(image_ids[order], return_index=True)
     return {int(i): part for i, part in zip(uniq, np.split(order, starts[1:]), strict=True)}
