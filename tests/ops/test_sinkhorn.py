@@ -104,6 +104,24 @@ def test_implicit_matches_unrolled_at_convergence() -> None:
     torch.testing.assert_close(grads[0], grads[1], atol=1e-8, rtol=1e-6)
 
 
+def test_implicit_on_a_block_diagonal_plan() -> None:
+    """Two blocks that exchange no mass (SinkhornNMS' classes): the linearised system is
+    singular on each block, and the implicit gradient must still be the converged one."""
+    cost, a, b = _problem(6, 6, 4)
+    cost[:3, 3:] = cost[3:, :3] = 1e4
+    a, b = a / a[:3].sum() / 2, b / b[:3].sum() / 2  # each block balanced on its own
+    a[3:] = a[3:] / a[3:].sum() / 2
+    b[3:] = b[3:] / b[3:].sum() / 2
+    weights = torch.randn(6, 6, dtype=torch.float64)
+    grads = []
+    for grad in ("unrolled", "implicit"):
+        c = cost.clone().requires_grad_(True)
+        (sinkhorn(c, a, b, 0.1, max_iter=3000, grad=grad) * weights).sum().backward()
+        grads.append(c.grad)
+    assert torch.isfinite(grads[1]).all()
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-8, rtol=1e-6)
+
+
 @pytest.mark.parametrize("scale", [1.0, 1e2, 1e4])
 @pytest.mark.parametrize("grad", ["unrolled", "implicit"])
 def test_stable_for_small_eps_and_large_costs(scale: float, grad: str) -> None:

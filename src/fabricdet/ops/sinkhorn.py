@@ -156,9 +156,11 @@ class _ImplicitSinkhorn(torch.autograd.Function):
 
         dL/dC = P * (lam_i + mu_j - G_ij) / eps,   dL/da = lam,   dL/db = mu
 
-    with ``r, c`` the plan's marginals. The system is singular along ``(1, -1)`` (a constant can
-    move between the potentials); the Schur complement on ``mu`` is made regular by adding
-    ``1 1^T`` over the valid columns, which picks the solution with ``sum(mu) = 0``.
+    with ``r, c`` the plan's marginals. The system is singular along ``(1, -1)`` on every block
+    of the plan (a constant can move between the potentials of a connected set of rows and
+    columns), and SinkhornNMS' plans are block-diagonal up to underflow (one block per class).
+    The Schur complement on ``mu`` is symmetric positive semi-definite, and its pseudo-inverse
+    picks the minimum-norm solution; ``dL/dC`` does not depend on which solution is taken.
     """
 
     @staticmethod
@@ -193,10 +195,10 @@ class _ImplicitSinkhorn(torch.autograd.Function):
         cols = plan.sum(-2)
         colf = col_mask.to(plan.dtype)
         p_over_r = plan / rows.unsqueeze(-1)
-        schur = torch.diag_embed(cols + (1.0 - colf)) - plan.transpose(-1, -2) @ p_over_r
-        schur = schur + colf.unsqueeze(-1) * colf.unsqueeze(-2)
+        schur = torch.diag_embed(cols) - plan.transpose(-1, -2) @ p_over_r
+        schur = (schur + schur.transpose(-1, -2)) / 2  # symmetric up to rounding
         rhs = c_g - (p_over_r.transpose(-1, -2) @ r_g.unsqueeze(-1)).squeeze(-1)
-        mu = torch.linalg.solve(schur, rhs.unsqueeze(-1)).squeeze(-1) * colf
+        mu = (torch.linalg.pinv(schur, hermitian=True) @ rhs.unsqueeze(-1)).squeeze(-1) * colf
         lam = (r_g - (plan @ mu.unsqueeze(-1)).squeeze(-1)) / rows
         lam = lam * row_mask.to(plan.dtype)
         grad_cost = plan * (lam.unsqueeze(-1) + mu.unsqueeze(-2) - grad_plan) / eps
