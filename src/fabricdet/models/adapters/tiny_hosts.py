@@ -71,12 +71,14 @@ def tiny_torchvision_detector(
         arch: ``"fcos"``, ``"retinanet"``, ``"fasterrcnn"`` or ``"maskrcnn"``.
         num_classes: foreground classes (the R-CNNs get one more output, the background).
         width: TinyBackbone's base width.
-        channels: FPN and head channels.
+        channels: FPN and head channels (a multiple of 32: FCOS' head uses GroupNorm(32)).
         min_size, max_size: the host transform's resize (an image whose short side is
             ``min_size`` and long side at most ``max_size`` is not resized at all).
         **kwargs: passed to the torchvision class (thresholds, ``detections_per_img``, RPN
             sizes, ...).
     """
+    if channels % 32:
+        raise ValueError(f"channels must be a multiple of 32, got {channels}")
     backbone = TinyFPNBackbone(width, channels)
     levels = len(STRIDES)
     common: dict[str, Any] = {"min_size": min_size, "max_size": max_size, **kwargs}
