@@ -109,11 +109,11 @@ def _confusion(report: HtmlReport, matrix: Confusion, names: Mapping[int, str]) 
     report.png(plot_confusion(matrix, [names[c] for c in matrix.category_ids]), "confusion matrix")
     top = matrix.top_confusions(10)
     if top:
-        rows = [
-            [names.get(t, BACKGROUND) if t is not None else BACKGROUND,
-             names.get(p, BACKGROUND) if p is not None else BACKGROUND, n]
-            for t, p, n in top
-        ]  # fmt: skip
+
+        def name(cid: int | None) -> str:
+            return BACKGROUND if cid is None else names[cid]
+
+        rows = [[name(t), name(p), n] for t, p, n in top]
         report.table(["ground truth", "predicted", "count"], rows)
 
 
@@ -124,7 +124,8 @@ def _speed(report: HtmlReport, latencies_ms: Sequence[float], summary: Mapping[s
         "evaluation (each batch's time divided among its images; image reading excluded). "
         f"Overall: {_ms(summary.get('ms_per_image'))} ms/image."
     )
-    report.table(["latency", "ms"], LatencyStats.of(latencies_ms).rows())
+    stats = LatencyStats.of(latencies_ms)
+    report.table(["latency", "ms"], [[k, _value(v)] for k, v in stats.rows()])
     report.png(plot_latency(latencies_ms), "latency per image")
 
 
