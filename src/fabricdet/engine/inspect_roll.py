@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +302,7 @@ def inspect_roll(
         for (label, cat, score, box, m), points in zip(rows, grade.defect_points, strict=True)
     )
     height = settings.window_height or roll.heights[0]
-    resolved = RollSettings(**{**settings.__dict__, "window_height": height})
+    resolved = replace(settings, window_height=height)
     return RollInspection(roll, resolved, defects, grade, len(windows), seconds)
 
 

@@ -165,8 +165,29 @@ def stitch_edges(
         (i, j): ndarray[E] int each, box ``i`` cut on a side that box ``j`` carries on past.
     """
     cut_rows = np.flatnonzero(cut.any(1))
-    if len(cut_rows) == 0:
+    found = [
+        _stitch_rows(boxes, labels, tile_index, cut, cut_rows[k : k + _CHUNK], min_overlap, tol)
+        for k in range(0, len(cut_rows), _CHUNK)
+    ]
+    if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+
+
+#: Cut boxes compared with all boxes at once (bounds the [T, N] temporaries of a long roll).
+_CHUNK = 128
+
+
+def _stitch_rows(
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    tile_index: np.ndarray,
+    cut: np.ndarray,
+    cut_rows: np.ndarray,
+    min_overlap: float,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`stitch_edges` for the cut boxes ``cut_rows`` against every box."""
     a = boxes[cut_rows][:, None, :]  # [T, 1, 4]
     b = boxes[None, :, :]  # [1, N, 4]
     candidate = (labels[cut_rows][:, None] == labels[None, :]) & (
