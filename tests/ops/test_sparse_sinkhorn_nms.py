@@ -8,11 +8,11 @@ import torch
 from fabricdet.ops import batched_nms
 from fabricdet.ops.boxes import pairwise_iou, pairwise_nwd, pairwise_overlap
 from fabricdet.ops.nms import sinkhorn_batched_nms
+from fabricdet.ops.sinkhorn_nms import similarity_floor
 from fabricdet.ops.sparse_sinkhorn_nms import (
     _sweep,
     neighbourhood_reach,
     neighbourhoods,
-    similarity_floor,
 )
 
 

@@ -17,7 +17,7 @@ stays in it. The transport plan ``P`` solves the balanced problem of
 
     a_i = s_i                            candidate supply: its confidence
     k_ij = exp(-(1 - cos(f_i, f_seed(j))) / tau) * [l_i == l_seed(j)]     (1 without embeddings)
-    c_j = sum_i a_i k_ij                 slot capacity: the mass that looks like its seed's object
+    c_j = sum_{i ~ j} a_i k_ij           slot capacity: the mass around it that looks like its seed
     cost of the dustbin column (candidate explained by no slot) = delta; of the dustbin row = 0.
 
 ``sigma`` is a spatial similarity (default: max of IoU and the longest-side-normalised
@@ -39,7 +39,10 @@ is what lets two overlapping objects that look different (two adjacent broken th
 their own slots, which greedy NMS cannot.
 The capacity bounds how much look-alike mass a slot can absorb: without embeddings it is the
 whole class mass (never binding, greedy-like); with them, mass of a different-looking object
-cannot be absorbed.
+cannot be absorbed. ``i ~ j`` are the same-class candidates that can reach slot ``j`` at all,
+``sigma >= m`` (:func:`similarity_floor`; every same-class candidate when there is no floor):
+look-alikes elsewhere in the image cannot be matched to ``j``, so they must not loosen its
+capacity (and the eval path then needs no class-wide appearance matrix).
 
 Outputs
 -------
@@ -76,6 +79,27 @@ from fabricdet.ops.sinkhorn import GradMode, SolverMode, add_dustbin, sinkhorn
 # Cost of pairing across classes: large enough that exp(-BIG / eps) is exactly 0 in float32 for
 # any eps <= 1, small enough to keep the solver's log-kernel finite.
 _BIG = 1e4
+
+
+# Margin, in units of eps, by which a pair below the similarity floor costs more than the dustbin.
+_MARGIN = 20.0
+
+
+def similarity_floor(
+    iou_threshold: float,
+    eps: float,
+    spatial_weight: float,
+    dustbin_cost: float,
+    quality_bound: float,
+) -> float | None:
+    """``m``: a pair with ``sigma < m`` costs at least ``dustbin_cost + 20 eps`` whatever the
+    scores and looks (``quality_bound = w_q r`` bounds the prior's pull), so it carries no
+    mass at any ``eps``: ``m = theta (1 - (delta + w_q r + 20 eps) / w_sp)``, 0.25 with the
+    defaults. None: no such ``m > 0``, every same-class pair counts."""
+    if spatial_weight <= 0 or math.isinf(quality_bound):
+        return None
+    m = iou_threshold * (1.0 - (dustbin_cost + quality_bound + _MARGIN * eps) / spatial_weight)
+    return m if m > 1e-6 else None
 
 
 def quality_prior(log_ratio: Tensor, weight: float, saturation: float) -> Tensor:
@@ -256,7 +280,7 @@ class SinkhornNMS(nn.Module):
         embeddings: Tensor | None,
         slot_index: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        """Candidate-to-slot cost and appearance kernel, both ``[B, N, K]``."""
+        """Candidate-to-slot cost and capacity kernel ``k_ij [i ~ j]``, both ``[B, N, K]``."""
         sigma = pairwise_overlap(boxes, seed_boxes, self.overlap, self.nwd_scale)
         # A seed always overlaps itself fully, zero-area boxes (IoU 0/0) included.
         candidate = torch.arange(boxes.shape[1], device=boxes.device).view(1, -1, 1)
@@ -276,6 +300,12 @@ class SinkhornNMS(nn.Module):
         seed_emb = torch.gather(emb, 1, slot_index.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
         dissim = 1.0 - emb @ seed_emb.transpose(1, 2)
         kernel = torch.exp(-dissim / self.capacity_temperature)
+        floor = similarity_floor(
+            theta, self.eps, self.spatial_weight, self.dustbin_cost,
+            self.quality_weight * self.quality_range,
+        )  # fmt: skip
+        if floor is not None:  # only candidates that can reach the slot count in its capacity
+            kernel = kernel * (sigma >= floor)
         return cost + self.feature_weight * dissim, kernel
 
     @staticmethod

@@ -54,9 +54,8 @@ pattern directly. The kernel is row-stabilised as in ``_iterate_hybrid``
 ``u = a / (K v)``, ``v = b / (K^T u)``: two sparse matrix-vector products, no host sync. This is
 the dense path's plan rescaling with the scalings kept apart (``P = diag(u) K diag(v)``), the
 same iterates up to rounding. Capacities are the dense ones: the class mass without
-embeddings; with embeddings ``c_j = sum_i a_i exp(-(1 - cos(f_i, f_j)) / tau)`` over the whole
-class (one batched matmul per class: look-alike mass outside the neighbourhood counts in the
-dense formulation).
+embeddings; with embeddings ``c_j = sum_{i ~ j} a_i exp(-(1 - cos(f_i, f_j)) / tau)`` over the
+candidates that reach ``j``, which are ``j``'s edges.
 
 Decode, as in the dense path: slot ``j`` survives when its seed's largest plan entry (over its
 edges and its dustbin) is its own slot, ties going to the better-ranked slot and against the
@@ -77,28 +76,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fabricdet.ops.boxes import OverlapKind, box_terms, terms_overlap
-from fabricdet.ops.sinkhorn_nms import quality_prior
+from fabricdet.ops.sinkhorn_nms import quality_prior, similarity_floor
 
-# Margin, in units of eps, by which a dropped pair's cost exceeds the dustbin cost.
-_MARGIN = 20.0
 # Weight of the seed box in its fused box, as in the dense decode.
 _TINY_FUSE = 1e-6
-
-
-def similarity_floor(
-    iou_threshold: float,
-    eps: float,
-    spatial_weight: float,
-    dustbin_cost: float,
-    quality_bound: float,
-) -> float | None:
-    """``m``: pairs with ``sigma < m`` cost at least ``dustbin_cost + 20 eps`` whatever their
-    scores (``quality_bound = w_q r`` bounds the prior's pull; None: no such ``m > 0``, every
-    same-class pair counts)."""
-    if spatial_weight <= 0 or math.isinf(quality_bound):
-        return None
-    m = iou_threshold * (1.0 - (dustbin_cost + quality_bound + _MARGIN * eps) / spatial_weight)
-    return m if m > 1e-6 else None
 
 
 def neighbourhood_reach(overlap: OverlapKind, nwd_scale: float, floor: float | None) -> float:
@@ -252,27 +233,24 @@ def _csr(crow: Tensor, columns: Tensor, values: Tensor) -> Tensor:
 def _appearance(
     embeddings: Tensor, supply: Tensor, nb: Neighbourhoods, tau: float
 ) -> tuple[Tensor, Tensor]:
-    """Cosine dissimilarity on the edges and the class-wide capacities (padded per class).
+    """Cosine dissimilarity on the entries and the capacities ``sum_{i ~ j} a_i k_ij``.
+
+    The pattern is symmetric, so row ``j``'s edges are exactly the candidates that reach slot
+    ``j``: the capacity is a sum over its row.
 
     Args:
         embeddings (Tensor[N, D]) and supply (Tensor[N]) in sorted order.
 
     Returns:
-        dissimilarity (Tensor[E]) (garbage on dustbin entries), capacity (Tensor[N]).
+        dissimilarity (Tensor[E]) (0 on dustbin entries), capacity (Tensor[N]).
     """
-    m = int(nb.class_size.max())
-    local = torch.arange(m, device=supply.device)
-    valid = local < nb.class_size.unsqueeze(1)  # [G, m]
-    index = (nb.class_start.unsqueeze(1) + local).clamp_max(len(supply) - 1)
-    emb = F.normalize(embeddings.to(supply.dtype), dim=-1)[index]  # [G, m, D]
-    dissim = 1.0 - emb @ emb.transpose(1, 2)
-    kernel = torch.exp(-dissim / tau)
-    mass = (supply[index] * valid).unsqueeze(1)  # [G, 1, m]
-    capacity = (mass @ kernel).squeeze(1)[valid]  # sum_i a_i k_ij over the class
-    first = nb.class_start.index_select(0, nb.cls.index_select(0, nb.row))
-    col = torch.where(nb.col >= len(supply), nb.row, nb.col)  # in-class column on dustbins
-    flat = (nb.cls.index_select(0, nb.row) * m + nb.row - first) * m + col - first
-    return dissim.reshape(-1).index_select(0, flat), capacity
+    n = len(supply)
+    dust = nb.col >= n
+    col = torch.where(dust, nb.row, nb.col)  # the row itself on dustbin entries: dissim 0
+    emb = F.normalize(embeddings.to(supply.dtype), dim=-1)
+    dissim = 1.0 - (emb.index_select(0, nb.row) * emb.index_select(0, col)).sum(-1)
+    mass = (supply.index_select(0, col) * torch.exp(-dissim / tau)).masked_fill_(dust, 0.0)
+    return dissim, torch.zeros_like(supply).index_add_(0, nb.row, mass)
 
 
 def sparse_sinkhorn_nms(
