@@ -2,8 +2,9 @@
 
 MODEL is ``model.pt``, its run folder, or a ``.onnx`` written by ``fabricdet export``.
 IMAGES are files or folders (their image files). DIR receives ``detections.json`` (per image:
-file, boxes in original pixels, scores, labels, category ids and names, masks as RLE when the
-model predicts them) and one annotated JPEG per image.
+file, boxes in original pixels, scores, labels, category ids and names; when the model predicts
+masks (``model.mask_head``): each defect's mask as RLE, its area and length in pixels (skeleton
+length for thin defects) and its shape) and one annotated JPEG per image.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ annotated pictures.
 
 ``boxes`` are xyxy in the original image's pixels, ``labels`` the model's contiguous labels,
 ``category_ids``/``category_names`` the dataset's; ``masks`` (COCO RLE) only for a model that
-predicts masks.
+predicts masks, and with them each defect's size measured on its mask
+(:func:`fabricdet.inspect.measure_mask`, original pixels): ``areas_px`` (pixel count),
+``lengths_px`` (skeleton length for thin defects, the long side of the minimum-area rectangle
+for blobs) and ``shapes`` (``"thin"``, ``"blob"`` or ``"empty"``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from fabricdet.engine.inference import Runner, set_nms
 from fabricdet.engine.monitor import Progress
 from fabricdet.engine.transforms import Resize, resize_image
 from fabricdet.errors import DataError
+from fabricdet.inspect.measure import DefectMeasure, measure_mask
 
 DETECTIONS_FILE = "detections.json"
 
@@ -50,6 +54,7 @@ class ImageDetections:
         labels (ndarray[K] int64): model labels.
         category_ids (ndarray[K] int64), category_names (K names): the model's categories.
         masks: K COCO RLEs, or None for a box-only model.
+        measures: K sizes measured on the masks (pixels), or None without masks.
     """
 
     file: Path
@@ -61,6 +66,7 @@ class ImageDetections:
     category_ids: np.ndarray
     category_names: tuple[str, ...]
     masks: tuple[Rle, ...] | None = None
+    measures: tuple[DefectMeasure, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -75,6 +81,10 @@ class ImageDetections:
         }
         if self.masks is not None:
             out["masks"] = [{"size": list(m["size"]), "counts": m["counts"]} for m in self.masks]
+        if self.measures is not None:
+            out["areas_px"] = [round(m.area_px, 2) for m in self.measures]
+            out["lengths_px"] = [round(m.length_px, 2) for m in self.measures]
+            out["shapes"] = [m.kind for m in self.measures]
         return out
 
 
@@ -116,9 +126,11 @@ def _run_one(
     ids = np.array([c.id for c in loaded.categories], dtype=np.int64)
     names = [c.name for c in loaded.categories]
     det = runner([image], [r])[0]
-    masks = None
+    masks = measures = None
     if det.masks is not None:
-        masks = tuple(encode_mask(m >= 0.5) for m in det.masks)
+        binary = [m >= 0.5 for m in det.masks]
+        masks = tuple(encode_mask(m) for m in binary)
+        measures = tuple(measure_mask(m) for m in binary)
     return ImageDetections(
         file,
         r.orig_width,
@@ -129,6 +141,7 @@ def _run_one(
         ids[det.labels],
         tuple(names[k] for k in det.labels),
         masks,
+        measures,
     )
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fabricdet.masks.texture import neighbours
+from fabricdet.masks.texture import neighbour_valid, neighbours
 
 
 def tversky_loss(
@@ -75,7 +75,8 @@ def pairwise_loss(
         affinity (Tensor[N, 8, H, W]): neighbour similarity in [0, 1]
             (:func:`~fabricdet.masks.texture.neighbour_affinity` at the same ``dilation``).
         box_masks (Tensor[N, H, W]): 1 inside the box.
-        threshold: edges with similarity below it carry no loss (they may be boundaries).
+        threshold: edges with similarity below it carry no loss (they may be boundaries);
+            edges to neighbours beyond the grid carry none either.
 
     Returns:
         Tensor[N]: mean ``-log P(same label)`` over each instance's counted edges (0 when an
@@ -87,7 +88,8 @@ def pairwise_loss(
     nb = neighbours(z, dilation)[:, 0]  # [N, 8, H, W]
     log_fg, log_bg = F.logsigmoid(z), F.logsigmoid(-z)
     log_same = torch.logaddexp(log_fg + F.logsigmoid(nb), log_bg + F.logsigmoid(-nb))
-    weight = (affinity >= threshold).to(logits.dtype) * box_masks.unsqueeze(1)
+    valid = neighbour_valid(logits.shape[-2], logits.shape[-1], dilation, logits.device)
+    weight = (affinity >= threshold).to(logits.dtype) * box_masks.unsqueeze(1) * valid
     return -(log_same * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp_min(1.0)
 
 

@@ -38,20 +38,25 @@ NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = (
 
 
 def periodic_background(
-    images: Tensor, peak_ratio: float = 4.0, min_radius: float = 3.0, window: int = 7
+    images: Tensor, peak_ratio: float = 4.0, min_radius: float = 3.0, reach: int = 4
 ) -> Tensor:
     """The periodic part of each image (the weave), by notching the spectrum's peaks.
 
-    A frequency bin is a peak when its magnitude exceeds ``peak_ratio`` times the geometric
-    mean of its ``window x window`` neighbourhood (the local spectral floor); peaks are dilated
-    by one bin because a slightly skewed or jittered weave spreads each peak over neighbours.
-    Bins within ``min_radius`` of DC are never notched: large defects (stains, bars) live there.
+    A frequency bin is a peak when its log-magnitude exceeds, by ``log(peak_ratio)``, both
+    the mean of its neighbours 2..``reach`` bins away along ``kx`` and the mean of those
+    along ``ky``. A weave's peaks are isolated in both directions. A straight thread
+    crossing the whole image is not: its energy forms a ridge along one axis of the
+    spectrum, which fails the test along the ridge, so the thread is kept (a plain local
+    maximum test would notch it away). Neighbours at distance 1 are skipped because a
+    slightly skewed or jittered weave spreads each peak over them; the peaks are then
+    dilated by one bin for the same reason. Bins within ``min_radius`` of DC are never
+    notched: large defects (stains, bars) live there.
 
     Args:
         images (Tensor[B, C, H, W]): any float images.
         peak_ratio: peak-to-floor magnitude ratio.
         min_radius: protected low-frequency radius, in bins.
-        window: odd size of the neighbourhood defining the floor.
+        reach: farthest neighbour (bins) in each direction that defines the floor.
 
     Returns:
         Tensor[B, C, H, W]: the background, zero mean per channel.
@@ -61,15 +66,25 @@ def periodic_background(
         return torch.zeros_like(images)
     x = images - images.mean(dim=(-2, -1), keepdim=True)
     spec = torch.fft.rfft2(x.float())  # [B, C, H, W//2+1]
-    # One notch per image, decided on the channel-summed magnitude: the weave's period is the
+    # Peaks are found on the Hann-windowed spectrum: a period that is not a whole number of
+    # bins leaks sinc tails along both axes, which would fail the isolation test below.
+    # One notch per image, from the channel-summed magnitude: the weave's period is the
     # same in every colour channel.
-    logm = torch.log(spec.abs().sum(1, keepdim=True) + 1e-6)  # [B, 1, H, Wf]
-    pad = window // 2
-    # The spectrum wraps around in H (full axis); the half axis W is only padded by replication.
-    padded = F.pad(logm, (0, 0, pad, pad), mode="circular")
-    padded = F.pad(padded, (pad, pad, 0, 0), mode="replicate")
-    floor = (F.avg_pool2d(padded, window, stride=1) * window**2 - logm) / (window**2 - 1)
-    peaks = (logm - floor) > math.log(peak_ratio)
+    hann = torch.outer(
+        torch.hann_window(h, periodic=False, device=x.device),
+        torch.hann_window(w, periodic=False, device=x.device),
+    )
+    windowed = torch.fft.rfft2(x.float() * hann).abs().sum(1, keepdim=True)
+    logm = torch.log(windowed + 1e-6)  # [B, 1, H, Wf]
+    wf = logm.shape[-1]
+    # The spectrum wraps around in H (full axis); the half axis W is padded by replication.
+    col = F.pad(logm, (0, 0, reach, reach), mode="circular")
+    row = F.pad(logm, (reach, reach, 0, 0), mode="replicate")
+    offsets = [d for d in range(-reach, reach + 1) if abs(d) >= 2]
+    floor_y = torch.stack([col[..., reach + d : reach + d + h, :] for d in offsets]).amin(0)
+    floor_x = torch.stack([row[..., reach + d : reach + d + wf] for d in offsets]).amin(0)
+    margin = math.log(peak_ratio)
+    peaks = ((logm - floor_y) > margin) & ((logm - floor_x) > margin)
     fy = torch.fft.fftfreq(h, device=images.device).abs() * h  # [H] in bins
     fx = torch.fft.rfftfreq(w, device=images.device) * w  # [Wf]
     radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)

@@ -38,6 +38,9 @@ from fabricdet.masks.roi import (
 from fabricdet.masks.texture import neighbour_affinity, neighbours, texture_residual
 from fabricdet.models.config import MaskConfig
 
+#: Output scale of the controller (see :meth:`MaskHead.forward`).
+CONTROLLER_SCALE = 0.05
+
 
 class MaskOutput(NamedTuple):
     """Per-instance grids of one forward pass of :class:`MaskHead`.
@@ -78,17 +81,21 @@ class MaskHead(nn.Module):
         self.detail = nn.Sequential(
             nn.Conv2d(6, 16, 3, stride=cfg.stride, padding=1), nn.SiLU(), nn.Conv2d(16, c, 1)
         )
+        # Normalised output: the dynamic network multiplies three generated weight matrices,
+        # so unnormalised features let its logits grow without bound (seen: 1e5 in 20 steps).
         self.fuse = nn.Sequential(
-            nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1)
-        )
+            nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
+            nn.GroupNorm(1, c),
+        )  # fmt: skip
         cin = c + 3  # features, box-relative x and y, background contrast
         self.shapes = [(d, cin), (d, d), (1, d)]
         num_params = sum(o * i + o for o, i in self.shapes)
         pooled = in_channels * cfg.controller_pool**2 + 4
         self.controller = nn.Sequential(
-            nn.Linear(pooled, 128), nn.SiLU(), nn.Linear(128, num_params)
+            nn.LayerNorm(pooled), nn.Linear(pooled, 128), nn.SiLU(), nn.Linear(128, num_params)
         )
-        nn.init.normal_(self.controller[-1].weight, std=0.01)
+        nn.init.normal_(self.controller[-1].weight, std=0.1)
+        self.prior = nn.Parameter(torch.tensor(2.0))  # logit of the box prior
         nn.init.zeros_(self.controller[-1].bias)
 
     # -- forward ---------------------------------------------------------------------------
@@ -128,8 +135,17 @@ class MaskHead(nn.Module):
         appearance = appearance_logit(grid_res, box_masks, cfg.evidence_gain, cfg.evidence_offset)
         contrast = (appearance / cfg.evidence_gain + cfg.evidence_offset).clamp(0.0, 10.0) / 5.0
         x = torch.cat([grid_feats, relative_coords(boxes, rois, m), contrast.unsqueeze(1)], 1)
-        params = self.controller(self._controller_input(feats[0], boxes, batch_index))
-        logits = self._dynamic(x, params)
+        # Scaled down: Adam moves every controller weight by ~lr per step, and each generated
+        # parameter sums 128 of them, so unscaled the generated network changes ~100x faster
+        # than any fixed weight and its logits saturate within a few steps.
+        params = CONTROLLER_SCALE * self.controller(
+            self._controller_input(feats[0], boxes, batch_index)
+        )
+        # Residual on a box prior: the network learns where the defect departs from its box.
+        # From a flat start the projection loss pushes the whole grid up (inside-box columns
+        # outnumber and outweigh outside ones) and the logits saturate before the outside
+        # can be told apart; starting from the box, the losses only have to carve.
+        logits = self._dynamic(x, params) + self.prior * (2 * box_masks - 1)
         return MaskOutput(logits, rois, boxes, box_masks, grid_res, appearance)
 
     def _controller_input(self, feat: Tensor, boxes: Tensor, batch_index: Tensor) -> Tensor:
@@ -153,9 +169,14 @@ class MaskHead(nn.Module):
             offset += o * i
             bias = params[:, offset : offset + o].view(n, o, 1)
             offset += o
-            out = torch.baddbmm(bias, weight, out)
             if k < len(self.shapes) - 1:
-                out = F.relu(out)
+                # Unit-norm rows in the hidden layers: the logits are then linear in the last
+                # layer's weights instead of a product of three generated matrices, which
+                # under Adam grew to 1e5 within a few steps at lr 3e-3.
+                weight = weight / weight.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+                out = F.relu(torch.baddbmm(bias, weight, out))
+            else:
+                out = torch.baddbmm(bias, weight, out)
         return out.view(n, h, w)
 
     # -- refinement ------------------------------------------------------------------------
