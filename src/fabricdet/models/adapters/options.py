@@ -30,7 +30,9 @@ class AdapterOptions:
         eps: entropy at inference (hard decode).
         eps_start: entropy of the training solves at the start of training; annealed
             geometrically to ``eps`` by ``set_epoch_progress`` (soft plans early spread the
-            gradient over the whole cluster, sharp ones late match the hard decode).
+            gradient over the whole cluster, sharp ones late match the hard decode). Without
+            those calls (a training loop of one's own) training solves stay at ``eps_start``
+            and the set loss at full weight.
         num_iters, spatial_weight, quality_weight, dustbin_cost, overlap, nwd_scale:
             :class:`fabricdet.ops.SinkhornNMS` options (no appearance term: torchvision heads
             have no embeddings).

@@ -1,0 +1,235 @@
+"""torchvision detectors with their native NMS vs with SinkhornNMS, trained from scratch.
+
+For each model (FCOS, RetinaNet, Faster R-CNN, Mask R-CNN; the small from-scratch hosts of
+:func:`fabricdet.models.adapters.tiny_torchvision_detector`) it trains, on the synthetic
+fabric benchmark and with the same budget (steps, batch, schedule, seed):
+
+- ``native``: the host with its own losses;
+- ``sinkhorn``: the host wrapped by ``with_sinkhorn_nms``: its own losses plus the set loss
+  through SinkhornNMS.
+
+Each trained model is evaluated on the test split with torchvision's own NMS (the unmodified
+host) and with SinkhornNMS (the adapter's hard decode): COCO AP, AP50, AP75 (mask AP for Mask
+R-CNN), and the latency per image (batch 1, one thread, model call + mapping back). With
+``--stages`` Faster R-CNN is also trained and evaluated with SinkhornNMS at the RPN, at the box
+head (the default) and at both. By default every defect is one class ``defect`` (``--classes
+all``: the 20 categories, which a small budget cannot learn). Every stage resumes: a finished
+run is reused.
+
+    python benchmarks/adapters.py --out runs/adapters [--archs fcos retinanet fasterrcnn
+        maskrcnn] [--steps 200] [--num-images 300] [--size 320x128] [--batch-size 4]
+        [--seed 0] [--stages] [--threads 1] [--classes defect|all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fabricdet.data.categories import Category
+from fabricdet.data.dataset import DetectionDataset
+from fabricdet.data.formats import load_dataset
+from fabricdet.data.synth import generate_dataset
+from fabricdet.engine.checkpoint import MODEL_FILE, load_model
+from fabricdet.engine.config import preset
+from fabricdet.engine.config_io import apply_overrides
+from fabricdet.engine.evaluate import evaluate
+from fabricdet.engine.train import train
+from fabricdet.errors import FabricdetError
+from fabricdet.models.adapters import ARCHS, STAGES, tiny_torchvision_detector, with_sinkhorn_nms
+from fabricdet.models.config import ModelConfig
+from fabricdet.ops import NMS_METHODS
+
+TWO_STAGE = ("fasterrcnn", "maskrcnn")
+COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "mask_ap", "ms_per_image")
+
+
+class BenchDetector(nn.Module):
+    """A torchvision host and its adapter behind fabricdet's model contract.
+
+    Labels are 0-based both ways (the R-CNNs reserve 0 for the background, so they are shifted
+    by one in and out); ``nms_method="greedy"`` runs the unmodified host, any other method the
+    adapter; training runs the adapter (set loss) or the host alone (``train_through=False``).
+    """
+
+    def __init__(
+        self, arch: str, num_classes: int, size: tuple[int, int], train_through: bool, stage: str
+    ) -> None:
+        super().__init__()
+        w, h = size
+        thresholds: dict[str, Any] = (
+            {} if arch in TWO_STAGE else {"score_thresh": 0.05, "detections_per_img": 100}
+        )
+        host = tiny_torchvision_detector(
+            arch, num_classes, min_size=min(w, h), max_size=max(w, h), **thresholds
+        )
+        self.adapter = with_sinkhorn_nms(host, train_through=train_through, stage=stage)
+        self.train_through = train_through
+        self.offset = 1 if arch in TWO_STAGE else 0
+        self._nms_method = "greedy"
+
+    @property
+    def nms_method(self) -> str:
+        return self._nms_method
+
+    @nms_method.setter
+    def nms_method(self, method: str) -> None:
+        if method not in NMS_METHODS:
+            raise FabricdetError(f"unknown NMS method {method!r}")
+        self._nms_method = method
+
+    def set_epoch_progress(self, progress: float) -> None:
+        self.adapter.set_epoch_progress(progress)
+
+    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None) -> Any:
+        host = self.adapter.host
+        if self.training:
+            assert targets is not None
+            shifted = [{**t, "labels": t["labels"] + self.offset} for t in targets]
+            return (self.adapter if self.train_through else host)(images, shifted)
+        if self._nms_method == "greedy":
+            outputs = host(images)
+        else:
+            self.adapter.nms_method = self._nms_method
+            outputs = self.adapter(images)
+        return [{**o, "labels": o["labels"] - self.offset} for o in outputs]
+
+
+class Factory:
+    """``factory(model_config, num_classes)`` for ``fabricdet.engine.train`` (its model config
+    is FabricDetector's and unused here)."""
+
+    def __init__(self, arch: str, size: tuple[int, int], train_through: bool, stage: str) -> None:
+        self.args = (arch, size, train_through, stage)
+        self.__qualname__ = f"Factory({arch}, through={train_through}, stage={stage})"
+
+    def __call__(self, _cfg: ModelConfig, num_classes: int) -> BenchDetector:
+        arch, size, train_through, stage = self.args
+        return BenchDetector(arch, num_classes, size, train_through, stage)
+
+
+def one_class(dataset: DetectionDataset) -> DetectionDataset:
+    """The dataset with every defect in one category ``defect`` (id 1): with a small budget,
+    20 long-tailed classes leave most of them unlearnt and AP near 0 whatever the NMS."""
+    images = [
+        replace(r, instances=[replace(i, category_id=1) for i in r.instances])
+        for r in dataset.images
+    ]
+    return DetectionDataset(dataset.root, (Category(1, "defect", ()),), images)
+
+
+def run_config(arch: str, args: argparse.Namespace) -> Any:
+    w, _ = (int(v) for v in args.size.split("x"))
+    overrides = [
+        f"data.max_size={w}",  # the rendered size: nothing is resized
+        f"data.masks={'full' if arch == 'maskrcnn' else 'none'}",
+        "data.num_workers=0",
+        f"train.max_steps={args.steps}",
+        f"train.batch_size={args.batch_size}",
+        f"train.lr={args.lr}",
+        f"train.warmup_steps={max(1, args.steps // 10)}",
+        f"train.seed={args.seed}",
+        f"train.checkpoint_every={args.steps}",
+        "train.amp=false",
+        "train.tensorboard=false",
+        "train.device=cpu",
+        "eval.batch_size=1",
+        "eval.warmup_iters=2",
+    ]
+    return apply_overrides(preset("default"), overrides)
+
+
+def train_and_score(
+    dataset: DetectionDataset, arch: str, arm: str, stage: str, args: argparse.Namespace
+) -> dict[str, dict[str, float | None]]:
+    """``{nms: metrics}`` of one trained model; cached in ``out/<arch>-<arm>-<stage>.json``."""
+    name = f"{arch}-{arm}" + (f"-{stage}" if arch in TWO_STAGE else "")
+    cache = args.out / f"{name}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    size = tuple(int(v) for v in args.size.split("x"))
+    factory = Factory(arch, size, arm == "sinkhorn", stage)  # type: ignore[arg-type]
+    run_dir = args.out / name
+    if not (run_dir / MODEL_FILE).is_file():
+        train(run_config(arch, args), dataset, run_dir, model_factory=factory, progress=False)
+    loaded = load_model(run_dir / MODEL_FILE, factory=factory)
+    rows = {}
+    for nms in ("greedy", "sinkhorn"):
+        res = evaluate(loaded, dataset, split="test", nms=nms, device="cpu", progress=False)
+        rows[nms] = {c: res.get(c) for c in COLUMNS}
+        print(f"{name} / {nms}: {rows[nms]}", flush=True)
+    cache.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def _cell(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or value < 0 else f"{value:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/adapters"))
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument("--steps", type=int, default=200, help="training steps per run")
+    parser.add_argument("--num-images", type=int, default=300)
+    parser.add_argument("--size", default="320x128", help="rendered image WxH")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", action="store_true", help="Faster R-CNN: rpn / box / both")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--classes", choices=("defect", "all"), default="defect",
+        help="one 'defect' class (default) or the 20 Tianchi categories",
+    )  # fmt: skip
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data_dir = args.out / "data"
+    if (data_dir / "Annotations" / "anno_train.json").is_file():
+        dataset = load_dataset(data_dir)
+    else:
+        w, h = (int(v) for v in args.size.split("x"))
+        dataset = generate_dataset(data_dir, args.num_images, seed=0, size=(w, h), progress=False)
+    if args.classes == "defect":
+        dataset = one_class(dataset)
+
+    table = []  # (model, trained with, NMS, metrics)
+    for arch in args.archs:
+        for arm in ("native", "sinkhorn"):
+            rows = train_and_score(dataset, arch, arm, "box", args)
+            for nms, metrics in rows.items():
+                nms_name = "native" if nms == "greedy" else "SinkhornNMS"
+                table.append((arch, arm, nms_name, metrics))
+    stage_rows = []
+    if args.stages:
+        for stage in STAGES:
+            rows = train_and_score(dataset, "fasterrcnn", "sinkhorn", stage, args)
+            stage_rows.append((stage, rows["sinkhorn"]))
+
+    n_test = sum(r.split == "test" for r in dataset.images)
+    print(f"\n{args.steps} steps x batch {args.batch_size}, seed {args.seed}, {args.size} images, "
+          f"classes: {args.classes}; "
+          f"test split {n_test} images; latency: batch 1, {args.threads} thread(s)\n")  # fmt: skip
+    print("| model | trained | NMS | AP | AP50 | AP75 | mask AP | ms/img |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arch, arm, nms, m in table:
+        trained = "host losses" if arm == "native" else "+ set loss through SinkhornNMS"
+        cells = [_cell(m[c]) for c in COLUMNS[:-1]] + [_cell(m["ms_per_image"], 1)]
+        print(f"| {arch} | {trained} | {nms} | " + " | ".join(cells) + " |")
+    if stage_rows:
+        print("\nFaster R-CNN, SinkhornNMS at (trained through it there, evaluated with it):\n")
+        print("| stage | AP | AP50 | AP75 | ms/img |")
+        print("|---|---|---|---|---|")
+        for stage, m in stage_rows:
+            cells = [_cell(m[c]) for c in ("coco_ap", "coco_ap50", "coco_ap75")]
+            print(f"| {stage} | " + " | ".join(cells) + f" | {_cell(m['ms_per_image'], 1)} |")
+
+
+if __name__ == "__main__":
+    main()
