@@ -37,8 +37,8 @@ def biased_detector(cfg: RunConfig, num_classes: int, seed: int = 0) -> FabricDe
     with torch.no_grad():
         nn.init.normal_(head.cls.weight, std=0.3)
         nn.init.constant_(head.cls.bias, -1.0)
-        nn.init.normal_(head.reg.weight, std=0.1)
-        nn.init.constant_(head.reg.bias[2:], math.log(4.0))
+        nn.init.normal_(head.reg.weight[:4], std=0.1)  # box encoding
+        nn.init.constant_(head.reg.bias[2:4], math.log(4.0))
     return model
 
 

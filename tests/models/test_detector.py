@@ -35,16 +35,19 @@ def test_training_returns_named_finite_losses_and_gradients_reach_heads() -> Non
     # gradients of the set loss alone reach the classification, box and embedding convs
     model.zero_grad()
     (losses["set_keep"] + losses["set_box"]).backward()
-    for name in ("head.cls.weight", "head.embed.weight"):
-        grad = dict(model.named_parameters())[name].grad
-        assert grad is not None and grad.abs().sum() > 0, name
+    head = model.head
+    assert head.cls.weight.grad is not None and head.cls.weight.grad.abs().sum() > 0
+    reg_grad = head.reg.weight.grad
+    assert reg_grad is not None
+    for rows, what in ((slice(0, 4), "box"), (slice(5, None), "embedding")):
+        assert reg_grad[rows].abs().sum() > 0, what
 
 
 def test_eval_contract_for_every_nms_method() -> None:
     cfg = ModelConfig(**{**SMALL.__dict__, "topk_candidates": 200})
     model = build_model(cfg, num_classes=3).eval()
     torch.nn.init.zeros_(model.head.cls.bias)  # scores ~0.5: candidates above every floor
-    torch.nn.init.zeros_(model.head.quality.bias)
+    torch.nn.init.zeros_(model.head.reg.bias[4:5])  # quality
     images, _ = _batch()
     with torch.no_grad():
         for method in NMS_METHODS:
