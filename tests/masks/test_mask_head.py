@@ -19,7 +19,8 @@ from fabricdet.masks.roi import boxes_from_masks, expand_boxes, paste_masks
 from fabricdet.models.config import MaskConfig, ModelConfig
 from fabricdet.models.detector import FabricDetector
 
-SMALL = {"width": 8, "fpn_channels": 16, "embed_dim": 4, "mask_head": True}
+# No set loss: SinkhornNMS over 300 candidates would dominate these mask tests.
+SMALL = {"width": 8, "fpn_channels": 16, "embed_dim": 4, "mask_head": True, "set_loss": False}
 
 
 def _model(**mask: object) -> FabricDetector:
@@ -75,7 +76,8 @@ def test_train_step_gives_finite_mask_losses_that_reach_the_head(with_masks):
 
 def test_eval_outputs_masks_in_torchvision_convention():
     model = _model(boxes_from_masks=True).eval()
-    model.cfg.score_thresh = 0.0
+    # Few candidates and detections: SinkhornNMS over 1000 candidates would dominate the test.
+    model.cfg.score_thresh, model.cfg.topk_candidates, model.cfg.detections_per_img = 0.0, 40, 5
     images, _ = _targets(False)
     out = model(images)
     for o, img in zip(out, images, strict=True):
@@ -122,7 +124,9 @@ def test_engine_trains_with_masks_and_reports_mask_metrics_and_sizes(tmp_path):
     cfg = apply_overrides(
         preset("tiny"),
         ["train.max_steps=2", "model.mask_head=true", "data.max_size=128", "data.num_workers=0",
-         "train.batch_size=2", "eval.score_threshold=0.0", "model.score_thresh=0.0"],
+         "train.batch_size=2", "eval.score_threshold=0.0", "model.score_thresh=0.0",
+         "model.topk_candidates=30", "model.detections_per_img=3", "model.set_topk=30",
+         "model.slots=10", "model.width=8", "model.fpn_channels=16"],
     )  # fmt: skip
     run = train(cfg, data, tmp_path / "run", progress=False)
     loaded = load_model(run)
