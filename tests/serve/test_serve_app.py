@@ -63,7 +63,8 @@ def test_raw_body_matches_detect_on_the_file(real, files):
 
 def test_masks_names_and_original_pixels(painted, files):
     got = assert_good(painted, files["png"])
-    assert set(got) == KEYS | {"masks"}
+    # With masks come their measurements (as in ``fabricdet detect``'s JSON).
+    assert set(got) == KEYS | {"masks", "areas_px", "lengths_px", "shapes"}
     assert (got["width"], got["height"]) == (300, 120)
     assert sorted(got["category_ids"]) == [1, 2]
     assert sorted(got["category_names"]) == ["hole", "knot"]
@@ -71,6 +72,7 @@ def test_masks_names_and_original_pixels(painted, files):
     for cat, box in PAINTED:
         np.testing.assert_allclose(by_cat[cat], box, atol=1.5)
     assert all(m["size"] == [120, 300] and m["counts"] for m in got["masks"])
+    assert all(area > 0 for area in got["areas_px"]) and len(got["lengths_px"]) == 2
     assert got == expected(files["painted"], files["png"], "painted.png")
 
 
