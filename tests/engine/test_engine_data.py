@@ -17,6 +17,8 @@ from fabricdet.engine.data import TorchDetectionDataset, collate, select_split
 from fabricdet.engine.sampler import RepeatFactorBatchSampler, repeat_factors
 from fabricdet.engine.transforms import (
     Resize,
+    crop,
+    crop_window,
     resize_boxes,
     resized_size,
     unresize_boxes,
@@ -67,6 +69,45 @@ def test_boxes_and_masks_follow_the_pixels_through_resize_and_flips(tmp_path, se
             ys, xs = torch.nonzero(mask, as_tuple=True)
             mbox = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
             assert torch.allclose(mbox, box, atol=1.5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_training_crops_follow_the_pixels(tmp_path, seed):
+    ds = painted_dataset(tmp_path)
+    cfg = DataConfig(max_size=160, size_divisor=32, masks="full", crop_width=64, crop_height=64)
+    tds = TorchDetectionDataset(ds, cfg)
+    for index in range(len(ds.images)):
+        image, target, _ = tds[(index, seed * 7 + index)]
+        assert image.shape == (3, 64, 64)
+        assert target["masks"].shape == (len(target["boxes"]), 64, 64)
+        for box, label in zip(target["boxes"], target["labels"], strict=True):
+            assert _box_of_colour(image, int(label), box) > 0.95
+    assert tds[0][0].shape == (3, 64, 160)  # evaluation sees the whole image
+
+
+def test_crop_keeps_cut_threads_and_drops_slivers():
+    image = np.zeros((100, 200, 3), np.uint8)
+    boxes = np.array(
+        [
+            [10.0, 40.0, 190.0, 43.0],  # thread across the image: cut, keeps its full height
+            [95.0, 10.0, 135.0, 50.0],  # blob with 1/8 of its area in the window
+            [20.0, 60.0, 40.0, 80.0],  # inside
+            [150.0, 60.0, 170.0, 80.0],  # outside
+        ],
+        np.float32,
+    )
+    out, kept_boxes, kept, _ = crop(image, boxes, None, (0, 0, 100, 100))
+    assert out.shape == (100, 100, 3) and kept.tolist() == [0, 2]
+    np.testing.assert_allclose(kept_boxes, [[10, 40, 100, 43], [20, 60, 40, 80]])
+
+
+def test_crop_window_holds_an_object_centre():
+    rng = np.random.default_rng(0)
+    boxes = np.array([[300.0, 10.0, 310.0, 20.0]], np.float32)
+    for _ in range(50):
+        x0, y0, w, h = crop_window(640, 256, (128, 128), boxes, rng, on_object=1.0)
+        assert (w, h) == (128, 128) and 0 <= x0 <= 512 and 0 <= y0 <= 128
+        assert x0 <= 305 <= x0 + w and y0 <= 15 <= y0 + h
 
 
 def test_flip_probabilities_are_honoured(tmp_path):

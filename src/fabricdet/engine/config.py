@@ -33,6 +33,10 @@ class DataConfig:
             (a 2446x1000 image becomes about 1024x419 at 1024, never a square).
         size_divisor: both sides are rounded to a multiple of this (the detector's largest
             stride), so 1024x419 becomes 1024x416.
+        crop_width, crop_height: training crops of this size (in resized pixels; 0: whole
+            images). Defects are small against a frame, so a crop around one costs a fraction
+            of the frame's compute for the same positives; evaluation always sees whole images.
+        crop_on_object: probability that a crop holds an object's centre (else uniform).
         hflip, vflip: probability of a horizontal / vertical flip in training. Woven fabric
             looks the same mirrored, and warp/weft defects stay warp/weft under both.
         rfs_threshold: LVIS repeat-factor sampling threshold ``t``: an image whose rarest
@@ -47,6 +51,9 @@ class DataConfig:
     val_split: str = "val"
     max_size: int = 1024
     size_divisor: int = 32
+    crop_width: int = 0
+    crop_height: int = 0
+    crop_on_object: float = 0.7
     hflip: float = 0.5
     vflip: float = 0.5
     rfs_threshold: float = 0.1
@@ -150,6 +157,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(e.nms is None or e.nms in NMS_METHODS, "eval.nms", e.nms, f"none or one of {methods}")
     _check(d.max_size >= 32, "data.max_size", d.max_size, "an integer >= 32")
     _check(d.size_divisor >= 1, "data.size_divisor", d.size_divisor, "an integer >= 1")
+    for key, side in (("data.crop_width", d.crop_width), ("data.crop_height", d.crop_height)):
+        _check(side == 0 or side >= d.size_divisor, key, side, "0 or >= data.size_divisor")
+    _check(0.0 <= d.crop_on_object <= 1.0, "data.crop_on_object", d.crop_on_object, "0..1")
     _check(0.0 <= d.hflip <= 1.0, "data.hflip", d.hflip, "a probability in [0, 1]")
     _check(0.0 <= d.vflip <= 1.0, "data.vflip", d.vflip, "a probability in [0, 1]")
     _check(0.0 <= d.rfs_threshold <= 1.0, "data.rfs_threshold", d.rfs_threshold, "0..1")

@@ -33,6 +33,8 @@ from fabricdet.data.formats.rle import decode_mask
 from fabricdet.engine.config import DataConfig
 from fabricdet.engine.transforms import (
     Resize,
+    crop,
+    crop_window,
     flip_horizontal,
     flip_vertical,
     resize_boxes,
@@ -172,6 +174,13 @@ class TorchDetectionDataset(torch.utils.data.Dataset):
         hflip = vflip = False
         if seed is not None:
             rng = np.random.default_rng(seed)
+            if self.cfg.crop_width and self.cfg.crop_height:
+                window = crop_window(
+                    image.shape[1], image.shape[0], (self.cfg.crop_width, self.cfg.crop_height),
+                    boxes, rng, self.cfg.crop_on_object,
+                )  # fmt: skip
+                image, boxes, kept, masks = crop(image, boxes, masks, window)
+                labels = labels[kept]
             hflip = bool(rng.random() < self.cfg.hflip)
             vflip = bool(rng.random() < self.cfg.vflip)
             if hflip:

@@ -1,4 +1,4 @@
-"""Geometric transforms of an image and its boxes/masks: aspect-keeping resize and flips.
+"""Geometric transforms of an image and its boxes/masks: aspect-keeping resize, flips, crops.
 
 Pure functions on numpy arrays; none modifies its input. Boxes are xyxy in absolute pixels
 (float32) on both sides of every function.
@@ -158,3 +158,77 @@ def flip_vertical(
     flipped[:, 1], flipped[:, 3] = h - boxes[:, 3], h - boxes[:, 1]
     m = np.ascontiguousarray(masks[:, ::-1, :]) if masks is not None else None
     return np.ascontiguousarray(image[::-1]), flipped, m
+
+
+def crop_window(
+    width: int,
+    height: int,
+    crop: tuple[int, int],
+    boxes: np.ndarray,
+    rng: np.random.Generator,
+    on_object: float,
+) -> tuple[int, int, int, int]:
+    """A training window ``(x0, y0, w, h)`` of at most ``crop = (w, h)`` inside the image.
+
+    With probability ``on_object`` (when there are objects) the window holds the centre of a
+    random object, anywhere in the window, so defects are seen at every position; otherwise it
+    is uniform over the image (background crops keep the negatives).
+
+    Args:
+        boxes (ndarray[N, 4]): xyxy in image pixels.
+    """
+    w, h = min(crop[0], width), min(crop[1], height)
+    if len(boxes) and rng.random() < on_object:
+        x1, y1, x2, y2 = boxes[rng.integers(len(boxes))]
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        lo_x, hi_x = max(0, int(np.ceil(cx)) - w), min(width - w, int(cx))
+        lo_y, hi_y = max(0, int(np.ceil(cy)) - h), min(height - h, int(cy))
+        x0 = int(rng.integers(lo_x, max(lo_x, hi_x) + 1))
+        y0 = int(rng.integers(lo_y, max(lo_y, hi_y) + 1))
+    else:
+        x0 = int(rng.integers(0, width - w + 1))
+        y0 = int(rng.integers(0, height - h + 1))
+    return x0, y0, w, h
+
+
+def crop(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    masks: np.ndarray | None,
+    window: tuple[int, int, int, int],
+    min_visible: float = 0.25,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Cut a window out of an image and its objects.
+
+    An object keeps its visible part when at least ``min_visible`` of its box area lies in the
+    window, or when it is a thread cut across its length (its short side whole, what is left
+    still at least twice as long as wide): a thread cut by the window is still a thread, but a
+    sliver of a blob at the border is neither clearly a defect nor background, so it is
+    dropped.
+
+    Args:
+        image (ndarray[H, W, C]); boxes (ndarray[N, 4]) xyxy; masks (ndarray[N, H, W]) or None;
+        window: ``(x0, y0, w, h)``.
+
+    Returns:
+        image (ndarray[h, w, C]), boxes (ndarray[M, 4]) in window pixels, kept (ndarray[M]
+        int64: indices of the kept objects), masks (ndarray[M, h, w]) or None.
+    """
+    x0, y0, w, h = window
+    out = image[y0 : y0 + h, x0 : x0 + w]
+    shifted = boxes.astype(np.float32).reshape(-1, 4) - np.array([x0, y0, x0, y0], np.float32)
+    clipped = np.clip(shifted, 0, [w, h, w, h]).astype(np.float32)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    visible = area(clipped) / np.maximum(area(shifted), 1e-6)
+    size, left = shifted[:, 2:] - shifted[:, :2], clipped[:, 2:] - clipped[:, :2]  # [N, 2] w, h
+    short = size.argmin(1)
+    rows = np.arange(len(size))
+    thread = (left[rows, short] >= size[rows, short]) & (
+        left[rows, 1 - short] >= 2 * left[rows, short]
+    )
+    nonempty = (left > 0).all(1)
+    kept = np.flatnonzero(nonempty & ((visible >= min_visible) | thread))
+    m = None
+    if masks is not None:
+        m = np.ascontiguousarray(masks[kept][:, y0 : y0 + h, x0 : x0 + w])
+    return np.ascontiguousarray(out), clipped[kept], kept, m
