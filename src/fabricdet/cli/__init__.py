@@ -19,6 +19,7 @@ from fabricdet.errors import FabricdetError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the whole pipeline on the synthetic benchmark: data, training, report"),
     "synth": ("synth", "generate a synthetic fabric-defect dataset in the Tianchi layout"),
+    "synth-general": ("synth_general", "generate a general (non-fabric) COCO detection set"),
     "convert": ("convert", "convert a dataset between the Tianchi, COCO and YOLO formats"),
     "eval-preds": ("eval_preds", "score a prediction file against a dataset"),
     "train": ("train", "train a detector (single process or torchrun DDP; resumable)"),
