@@ -7,19 +7,22 @@ optionally sliced across its width into tiles (``tile_width``, sharing ``overlap
 Windows are detected in batches, their detections pooled in roll pixels and merged across
 every seam at once (:func:`fabricdet.engine.tile_merge.merge_detections`: pieces of a defect
 cut by a window border, e.g. a broken warp running over many frames, become one defect;
-duplicates in the overlaps become one). Each defect is then measured from its box
-(:func:`fabricdet.inspect.measure_box`, the camera's pitch per axis), placed by its start
-along the roll (the 4-point system counts a running defect in the yard where it starts) and
-the roll graded (:func:`fabricdet.inspect.grade_roll`).
+duplicates in the overlaps become one). A model with a mask head gives each detection a
+mask, kept cropped to the defect (:class:`fabricdet.engine.crop_mask.CropMask`, never a
+roll-sized array) and carried through the merge (a joined defect gets the union of its
+pieces' masks). Each defect is then measured from its mask
+(:func:`fabricdet.inspect.measure_mask`: skeleton length of threads, width, area) or, without
+one, from its box (:func:`fabricdet.inspect.measure_box`), with the camera's pitch per axis,
+placed by its start along the roll (the 4-point system counts a running defect in the yard
+where it starts) and the roll graded (:func:`fabricdet.inspect.grade_roll`).
 
 Resumable: with a ``checkpoint`` file the detections of each finished band are appended to it
-(one JSON line per band, after a header line identifying the run); a rerun with the same model,
-frames and settings skips the bands already there.
+(:mod:`fabricdet.engine.roll_checkpoint`); a rerun with the same model, frames and settings
+skips the bands already there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -27,18 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from fabricdet.data.tiling import Tile, tile_grid
 from fabricdet.engine.checkpoint import LoadedModel
+from fabricdet.engine.crop_mask import CropMask
 from fabricdet.engine.distributed import resolve_device
 from fabricdet.engine.inference import set_nms
 from fabricdet.engine.monitor import Progress
+from fabricdet.engine.roll_checkpoint import band_line, fingerprint, read_checkpoint
 from fabricdet.engine.roll_source import RollFrames
 from fabricdet.engine.tile_merge import MergeConfig, merge_detections
 from fabricdet.engine.tiled import TileOutputs, detect_tiles
 from fabricdet.inspect import DefectMeasure, GradingConfig, RollDefect, RollGrade, grade_roll
-from fabricdet.inspect.measure import measure_box
+from fabricdet.inspect.measure import measure_box, measure_mask
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,11 @@ class InspectedDefect:
         score: confidence.
         box_px: ``(x1, y1, x2, y2)`` in roll pixels.
         start_m, end_m: extent along the roll, metres from its start.
-        measure: size from the box (pixels and millimetres).
+        measure: size (pixels and millimetres) from the mask, or from the box without one
+            (``measure.kind == "box"``).
         points: 4-point score (per-defect cap applied).
         frames: first and last frame it lies on (indices into the roll's frames).
+        mask: its pixels in roll coordinates, cropped; None for a box-only model.
     """
 
     label: int
@@ -93,6 +99,7 @@ class InspectedDefect:
     measure: DefectMeasure
     points: int
     frames: tuple[int, int]
+    mask: CropMask | None = None
 
 
 @dataclass(frozen=True)
@@ -130,55 +137,6 @@ def roll_windows(roll: RollFrames, settings: RollSettings) -> list[Tile]:
     return tile_grid(roll.width, roll.length, width, height, overlap=settings.overlap)
 
 
-def _fingerprint(loaded: LoadedModel, roll: RollFrames, settings: RollSettings) -> str:
-    stat = Path(loaded.path).stat() if Path(loaded.path).exists() else None
-    key = {
-        "model": [str(loaded.path), stat.st_size if stat else 0, stat.st_mtime_ns if stat else 0],
-        "frames": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in roll.files],
-        "overlap": roll.frame_overlap,
-        "settings": {k: v for k, v in asdict(settings).items() if k not in ("merge", "grading")},
-    }
-    return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
-
-
-def _read_checkpoint(path: Path, fingerprint: str) -> dict[int, TileOutputs]:
-    """Finished bands of an earlier run with the same fingerprint (a torn last line, from a
-    run killed mid-write, is ignored; another run's file is ignored)."""
-    if not path.is_file():
-        return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    try:
-        if not lines or json.loads(lines[0]).get("fingerprint") != fingerprint:
-            return {}
-    except json.JSONDecodeError:
-        return {}
-    done: dict[int, TileOutputs] = {}
-    for line in lines[1:]:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        done[int(rec["band"])] = TileOutputs(
-            torch.tensor(rec["boxes"], dtype=torch.float32).reshape(-1, 4),
-            torch.tensor(rec["scores"], dtype=torch.float32),
-            torch.tensor(rec["labels"], dtype=torch.long),
-            torch.tensor(rec["tile_index"], dtype=torch.long),
-        )
-    return done
-
-
-def _band_line(band: int, out: TileOutputs) -> str:
-    return json.dumps(
-        {
-            "band": band,
-            "boxes": [[round(float(v), 2) for v in b] for b in out.boxes.tolist()],
-            "scores": [round(float(s), 5) for s in out.scores.tolist()],
-            "labels": out.labels.tolist(),
-            "tile_index": out.tile_index.tolist(),
-        }
-    )
-
-
 def detect_roll(
     loaded: LoadedModel,
     roll: RollFrames,
@@ -204,14 +162,19 @@ def detect_roll(
     )
     resize = (cfg.data.max_size, cfg.data.size_divisor)
     bands = sorted({t.y0 for t in windows})
-    fingerprint = _fingerprint(loaded, roll, settings)
-    done = _read_checkpoint(checkpoint, fingerprint) if checkpoint else {}
+    key = fingerprint(
+        Path(loaded.path),
+        roll.files,
+        roll.frame_overlap,
+        {k: v for k, v in asdict(settings).items() if k not in ("merge", "grading")},
+    )
+    done = read_checkpoint(checkpoint, key) if checkpoint else {}
     log = None
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         log = checkpoint.open("a" if done else "w", encoding="utf-8")
         if not done:
-            log.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+            log.write(json.dumps({"fingerprint": key}) + "\n")
     parts = [done[b] for b in sorted(done)]
     bar = Progress(len(bands), "inspect", initial=len(done), enabled=progress, every=10)
     try:
@@ -232,12 +195,10 @@ def detect_roll(
                 device=dev,
                 first_tile=index[0],
             )
-            out = TileOutputs(
-                out.boxes + torch.tensor([0.0, y0, 0.0, y0]), out.scores, out.labels, out.tile_index
-            )
+            out = out.shifted(0, y0)
             parts.append(out)
             if log is not None:
-                log.write(_band_line(b, out) + "\n")
+                log.write(band_line(b, out) + "\n")
                 log.flush()
             bar.update(defects=sum(len(p.scores) for p in parts))
     finally:
@@ -245,6 +206,34 @@ def detect_roll(
         if log is not None:
             log.close()
     return TileOutputs.concat(parts)
+
+
+def measure_defect(
+    box: tuple[float, float, float, float],
+    mask: CropMask | None,
+    mm_per_px_x: float,
+    mm_per_px_y: float,
+) -> DefectMeasure:
+    """Size of one defect on the roll: from its mask when it has one, else from its box.
+
+    The mask is measured on its crop; its boxes (``bbox_px``, ``bbox_mm``) are moved back to
+    roll pixels and millimetres from the roll's corner, as a box-measured defect's are.
+    """
+    if mask is None:
+        return measure_box(box, mm_per_px_x, mm_per_px_y)
+    m = measure_mask(mask.mask, mm_per_px_x, mm_per_px_y)
+    x, y = mask.x0, mask.y0
+    bx0, by0, bx1, by1 = m.bbox_px
+    return replace(
+        m,
+        bbox_px=(bx0 + x, by0 + y, bx1 + x, by1 + y),
+        bbox_mm=(
+            (bx0 + x) * mm_per_px_x,
+            (by0 + y) * mm_per_px_y,
+            (bx1 + x) * mm_per_px_x,
+            (by1 + y) * mm_per_px_y,
+        ),
+    )
 
 
 def inspect_roll(
@@ -264,10 +253,16 @@ def inspect_roll(
         loaded, roll, settings, windows, device=device, checkpoint=checkpoint, progress=progress
     )
     merged = merge_detections(
-        pooled.boxes, pooled.scores, pooled.labels, pooled.tile_index, windows, settings.merge
+        pooled.boxes,
+        pooled.scores,
+        pooled.labels,
+        pooled.tile_index,
+        windows,
+        settings.merge,
+        masks=pooled.masks,
     )
-    seconds = time.perf_counter() - start
     boxes = merged.boxes.numpy().astype(np.float64)
+    masks = merged.masks or (None,) * len(boxes)
     order = np.lexsort((boxes[:, 0], boxes[:, 1])) if len(boxes) else np.zeros(0, np.int64)
     mm_x, mm_y = settings.mm_per_px_x, settings.mm_per_px_y
     rows = []
@@ -275,12 +270,14 @@ def inspect_roll(
         label = int(merged.labels[k])
         cat = loaded.categories[label]
         box = tuple(float(v) for v in boxes[k])
-        rows.append((label, cat, float(merged.scores[k]), box, measure_box(box, mm_x, mm_y)))
+        m = measure_defect(box, masks[k], mm_x, mm_y)  # type: ignore[arg-type]
+        rows.append((label, cat, float(merged.scores[k]), box, m, masks[k]))
+    seconds = time.perf_counter() - start  # measuring is part of the inspection's time
     length_m = roll.length * mm_y / 1000.0
     grade = grade_roll(
         [
             RollDefect(min(b[1] * mm_y / 1000.0, length_m), m.length_mm, c.name)
-            for _, c, _, b, m in rows
+            for _, c, _, b, m, _ in rows
         ],
         length_m,
         roll.width * mm_x / 1000.0,
@@ -298,8 +295,9 @@ def inspect_roll(
             measure=m,
             points=points,
             frames=(roll.frame_of_row(box[1]), roll.frame_of_row(max(box[1], box[3] - 1))),
+            mask=mask,
         )
-        for (label, cat, score, box, m), points in zip(rows, grade.defect_points, strict=True)
+        for (label, cat, score, box, m, mask), points in zip(rows, grade.defect_points, strict=True)
     )
     height = settings.window_height or roll.heights[0]
     resolved = replace(settings, window_height=height)
@@ -307,7 +305,14 @@ def inspect_roll(
 
 
 def inspection_json(insp: RollInspection) -> dict[str, Any]:
-    """``defects.json``: the roll, the settings, the grade and every defect."""
+    """``defects.json``: the roll, the settings, the grade and every defect.
+
+    Each defect's sizes come from its mask (``"measured_from": "mask"``; ``"shape"``: thin or
+    blob, the rule that measured it) or its box (``"box"``). ``"mask"`` is the mask in roll
+    pixels, cropped: ``{"x0", "y0", "size": [h, w], "counts"}``, the COCO RLE of an ``h x w``
+    array whose top-left pixel is roll column ``x0``, row ``y0``
+    (:meth:`fabricdet.engine.crop_mask.CropMask.to_json`); null without one.
+    """
     s, g = insp.settings, insp.grade
     names = [f.name for f in insp.roll.files]
     return {
@@ -348,12 +353,18 @@ def inspection_json(insp: RollInspection) -> dict[str, Any]:
                 "start_m": round(d.start_m, 5),
                 "end_m": round(d.end_m, 5),
                 "across_mm": [round(d.measure.bbox_mm[0], 2), round(d.measure.bbox_mm[2], 2)],
+                "measured_from": "box" if d.measure.kind == "box" else "mask",
+                "shape": d.measure.kind,
                 "length_mm": round(d.measure.length_mm, 2),
                 "width_mm": round(d.measure.width_mm, 2),
                 "area_mm2": round(d.measure.area_mm2, 2),
+                "length_px": round(d.measure.length_px, 2),
+                "width_px": round(d.measure.width_px, 2),
+                "area_px": round(d.measure.area_px, 2),
                 "orientation_deg": d.measure.orientation_mm_deg,
                 "points": d.points,
                 "frames": [names[d.frames[0]], names[d.frames[1]]],
+                "mask": None if d.mask is None else d.mask.to_json(),
             }
             for i, d in enumerate(insp.defects)
         ],

@@ -32,6 +32,14 @@ two steps (:func:`merge_detections`):
 
 The union in step 1 makes a stitched box as large as its largest pieces allow: jittered
 duplicate pieces inflate it by their jitter (measured in ``benchmarks/tiled_inference.py``).
+
+**Masks** (:class:`~fabricdet.engine.crop_mask.CropMask`, when given) follow the boxes: a
+stitched group gets the union of its pieces' masks (each piece holds a different part of the
+defect). A duplicate group gets the mask of the detection the method keeps, i.e. the best
+scored: duplicates are two views of the same pixels, so their masks agree up to each view's
+errors, and a union would add up both views' stray pixels, inflating exactly the area and
+width the masks are measured for. NMM is the exception: its box is the union of its members,
+so its mask is their union too, keeping the two consistent.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
 from fabricdet.data.tiling import Tile
+from fabricdet.engine.crop_mask import CropMask, owned_unions
 from fabricdet.ops.nms import NMS_METHODS, batched_nms
 
 #: Merge methods: non-maximum merging plus every NMS method.
@@ -109,11 +118,14 @@ class Detections:
         boxes (Tensor[K, 4] float32): xyxy, image pixels.
         scores (Tensor[K] float32).
         labels (Tensor[K] int64): model labels.
+        masks: one mask per detection (None where there is none), or None for box-only
+            detections.
     """
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
+    masks: tuple[CropMask | None, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -206,6 +218,36 @@ def _stitch_rows(
     return cut_rows[ti], j
 
 
+def stitch_groups(
+    boxes: Tensor,
+    labels: Tensor,
+    tile_index: Tensor,
+    tiles: Sequence[Tile],
+    min_overlap: float = 0.5,
+    tol: float = 8.0,
+) -> tuple[int, np.ndarray]:
+    """The groups of pieces of one cut object (:func:`stitch_pieces` joins each group).
+
+    Returns:
+        ``(count, group)``: the number of groups and ``group`` (ndarray[N] int), the group of
+        each box in ``0..count-1``; without any joined pair, ``count == N`` and the groups are
+        the boxes in order.
+    """
+    n = len(labels)
+    identity = (n, np.arange(n))
+    if n == 0:
+        return identity
+    b = boxes.detach().cpu().double().numpy()
+    lab = labels.detach().cpu().numpy()
+    tix = tile_index.detach().cpu().numpy()
+    i, j = stitch_edges(b, lab, tix, truncated_sides(b, tix, tiles, tol), min_overlap, tol)
+    if len(i) == 0:
+        return identity
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    count, group = connected_components(graph, directed=False)
+    return int(count), group
+
+
 def stitch_pieces(
     boxes: Tensor,
     scores: Tensor,
@@ -226,17 +268,17 @@ def stitch_pieces(
         boxes (Tensor[M, 4]), scores (Tensor[M]), labels (Tensor[M]) with ``M <= N``: a group
         becomes one box with the group's best score; other boxes are unchanged.
     """
-    n = len(scores)
-    if n == 0:
+    count, group = stitch_groups(boxes, labels, tile_index, tiles, min_overlap, tol)
+    return join_groups(boxes, scores, labels, count, group)
+
+
+def join_groups(
+    boxes: Tensor, scores: Tensor, labels: Tensor, count: int, group: np.ndarray
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Each of ``count`` groups (``group``: ndarray[N] int, from :func:`stitch_groups`) as one
+    box, the union of its boxes, with their best score; unchanged when no group joins two."""
+    if count == len(scores):
         return boxes, scores, labels
-    b = boxes.detach().cpu().double().numpy()
-    lab = labels.detach().cpu().numpy()
-    tix = tile_index.detach().cpu().numpy()
-    i, j = stitch_edges(b, lab, tix, truncated_sides(b, tix, tiles, tol), min_overlap, tol)
-    if len(i) == 0:
-        return boxes, scores, labels
-    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
-    count, group = connected_components(graph, directed=False)
     g = torch.from_numpy(group).to(boxes.device)
     out_lo = torch.full((count, 2), float("inf"), dtype=boxes.dtype, device=boxes.device)
     out_hi = torch.full((count, 2), float("-inf"), dtype=boxes.dtype, device=boxes.device)
@@ -260,10 +302,20 @@ def non_maximum_merge(
     Returns:
         boxes (Tensor[K, 4]), scores (Tensor[K]), labels (Tensor[K]), by decreasing score.
     """
+    merged, kept_scores, kept_labels, _ = _nmm(boxes, scores, labels, ios_threshold)
+    return merged, kept_scores, kept_labels
+
+
+def _nmm(
+    boxes: Tensor, scores: Tensor, labels: Tensor, ios_threshold: float
+) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
+    """:func:`non_maximum_merge`, plus ``owner`` (ndarray[N] int): the output each input box
+    went into."""
     order = torch.argsort(scores, descending=True, stable=True)
     b, s, lab = boxes[order], scores[order], labels[order]
     area = (b[:, 2] - b[:, 0]).clamp_min(0) * (b[:, 3] - b[:, 1]).clamp_min(0)
     free = torch.ones(len(s), dtype=torch.bool, device=b.device)
+    owner = np.zeros(len(s), dtype=np.int64)
     out: list[Tensor] = []
     starts: list[int] = []
     for k in range(len(s)):  # one vector step per kept box: O(N K)
@@ -276,12 +328,13 @@ def non_maximum_merge(
         members = free & (lab == lab[k]) & (ios >= ios_threshold)
         members[k] = True
         free &= ~members
+        owner[order[members].cpu().numpy()] = len(starts)
         mb = b[members]
         out.append(torch.cat([mb[:, :2].amin(0), mb[:, 2:].amax(0)]))
         starts.append(k)
     index = torch.tensor(starts, dtype=torch.long, device=b.device)
     merged = torch.stack(out) if out else b[:0]
-    return merged, s[index], lab[index]
+    return merged, s[index], lab[index], owner
 
 
 def merge_detections(
@@ -291,6 +344,8 @@ def merge_detections(
     tile_index: Tensor,
     tiles: Sequence[Tile],
     config: MergeConfig | None = None,
+    *,
+    masks: Sequence[CropMask | None] | None = None,
 ) -> Detections:
     """The detections of the whole image from those of its tiles (module docstring).
 
@@ -300,29 +355,30 @@ def merge_detections(
         tile_index (Tensor[N] int64): the tile of each box, an index into ``tiles``.
         tiles: the tile grid.
         config: the merge; default :class:`MergeConfig` (stitch, then SinkhornNMS).
+        masks: ``N`` masks in image pixels (None entries: no mask), or None.
 
     Returns:
-        The merged detections, by decreasing score.
+        The merged detections, by decreasing score; with ``masks`` when given.
     """
     config = config or MergeConfig()
     boxes = boxes.float().reshape(-1, 4)
     scores = scores.float().reshape(-1)
     labels = labels.long().reshape(-1)
+    n = len(scores)
+    if masks is not None and len(masks) != n:
+        raise ValueError(f"got {len(masks)} masks for {n} detections")
+    group = np.arange(n)  # the stitched box each input box went into
     if config.stitch:
-        boxes, scores, labels = stitch_pieces(
-            boxes,
-            scores,
-            labels,
-            tile_index.long().reshape(-1),
-            tiles,
-            config.stitch_overlap,
-            config.border_tol,
+        tix = tile_index.long().reshape(-1)
+        count, group = stitch_groups(
+            boxes, labels, tix, tiles, config.stitch_overlap, config.border_tol
         )
+        boxes, scores, labels = join_groups(boxes, scores, labels, count, group)
     if len(scores) == 0:
-        return Detections(boxes, scores, labels)
+        return Detections(boxes, scores, labels, () if masks is not None else None)
     if config.method == "nmm":
-        boxes, scores, labels = non_maximum_merge(boxes, scores, labels, config.ios_threshold)
-        return Detections(boxes, scores, labels)
+        boxes, scores, labels, owner = _nmm(boxes, scores, labels, config.ios_threshold)
+        return Detections(boxes, scores, labels, owned_unions(masks, owner[group], len(scores)))
     result = batched_nms(
         boxes,
         scores,
@@ -337,4 +393,7 @@ def merge_detections(
         ),
     )
     keep, kept_scores, kept_boxes = result  # type: ignore[misc]
-    return Detections(kept_boxes.float(), kept_scores.float(), labels[keep])
+    owner = np.full(len(scores), -1, dtype=np.int64)  # dropped duplicates own nothing
+    owner[keep.cpu().numpy()] = np.arange(len(keep))
+    merged_masks = owned_unions(masks, owner[group], len(keep))
+    return Detections(kept_boxes.float(), kept_scores.float(), labels[keep], merged_masks)

@@ -9,7 +9,10 @@ go to it ``batch_size`` at a time, each resized first by the model's own rule wh
 is given (``(max_size, size_divisor)`` of its :class:`~fabricdet.engine.config.DataConfig`:
 pick tiles of the size the model was trained on and the pixel scale is the training one).
 Boxes come back to tile pixels, then shifted to image pixels, then merged across the seams
-(:mod:`fabricdet.engine.tile_merge`). Masks are not merged: tiled detections are boxes.
+(:mod:`fabricdet.engine.tile_merge`). When the model also returns ``masks`` (Tensor[K, 1, h, w]
+probabilities), each detection's mask comes back as a :class:`~fabricdet.engine.crop_mask.
+CropMask` (binary, cropped to its box, in image pixels) and follows its detection through the
+merge: pieces of a cut defect get the union of their masks.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from torch import Tensor
 
 from fabricdet.data.tiling import Tile, tile_offsets
+from fabricdet.engine.crop_mask import CropMask, crop_model_mask
 from fabricdet.engine.data import image_to_tensor
 from fabricdet.engine.inference import to_original
 from fabricdet.engine.tile_merge import Detections, MergeConfig, merge_detections
@@ -39,16 +43,30 @@ class TileOutputs:
         boxes (Tensor[N, 4] float32): xyxy, image pixels.
         scores (Tensor[N] float32), labels (Tensor[N] int64).
         tile_index (Tensor[N] int64): the tile of each detection.
+        masks: one mask per detection in image pixels (None where it came out empty), or
+            None when the model gives no masks.
     """
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
     tile_index: Tensor
+    masks: tuple[CropMask | None, ...] | None = None
+
+    def shifted(self, dx: int, dy: int) -> TileOutputs:
+        """The same detections ``dx`` columns right and ``dy`` rows down."""
+        offset = torch.tensor([dx, dy, dx, dy], dtype=self.boxes.dtype)
+        masks = None
+        if self.masks is not None:
+            masks = tuple(None if m is None else m.shifted(dx, dy) for m in self.masks)
+        return TileOutputs(self.boxes + offset, self.scores, self.labels, self.tile_index, masks)
 
     @staticmethod
     def concat(parts: Sequence[TileOutputs]) -> TileOutputs:
-        """Pool several :class:`TileOutputs` (their tile indices must already be global)."""
+        """Pool several :class:`TileOutputs` (their tile indices must already be global).
+
+        The pool has masks when any part has them (a part without gets None per detection).
+        """
         if not parts:
             return TileOutputs(
                 torch.zeros((0, 4)),
@@ -56,7 +74,14 @@ class TileOutputs:
                 torch.zeros(0, dtype=torch.long),
                 torch.zeros(0, dtype=torch.long),
             )
-        return TileOutputs(*(torch.cat([getattr(p, f) for p in parts]) for f in _FIELDS))
+        masks = None
+        if any(p.masks is not None for p in parts):
+            masks = tuple(
+                m
+                for p in parts
+                for m in (p.masks if p.masks is not None else (None,) * len(p.scores))
+            )
+        return TileOutputs(*(torch.cat([getattr(p, f) for p in parts]) for f in _FIELDS), masks)
 
 
 _FIELDS = ("boxes", "scores", "labels", "tile_index")
@@ -105,18 +130,41 @@ def detect_tiles(
         prepared = [_prepare(tiles[k].crop(image), resize) for k in batch]
         outputs = model([t.to(device) for t, _ in prepared])
         for k, (_, r), out in zip(batch, prepared, outputs, strict=True):
-            boxes_only = {key: out[key] for key in ("boxes", "scores", "labels")}
-            raw = to_original(boxes_only, r, score_threshold)
-            n = len(raw.scores)
-            parts.append(
-                TileOutputs(
-                    torch.from_numpy(raw.boxes.reshape(-1, 4) + offsets[k]).float(),
-                    torch.from_numpy(raw.scores).float(),
-                    torch.from_numpy(raw.labels).long(),
-                    torch.full((n,), first_tile + k, dtype=torch.long),
-                )
-            )
+            parts.append(_tile_outputs(out, r, score_threshold, offsets[k], first_tile + k))
     return TileOutputs.concat(parts)
+
+
+def _tile_outputs(
+    out: Mapping[str, Tensor],
+    r: Resize,
+    score_threshold: float,
+    offset: np.ndarray,
+    tile: int,
+) -> TileOutputs:
+    """One tile's model output in image pixels (``offset``: the tile's ``[x0, y0, x0, y0]``)."""
+    # to_original thresholds and sorts; passing the positions 0..K-1 as the labels tells
+    # which detections it kept, in its order, so masks line up with boxes whatever its rule.
+    count = len(out["scores"])
+    positions = torch.arange(count, device=out["scores"].device)
+    raw = to_original(
+        {"boxes": out["boxes"], "scores": out["scores"], "labels": positions}, r, score_threshold
+    )
+    kept = torch.from_numpy(raw.labels).long()
+    masks = None
+    if "masks" in out:
+        probs = out["masks"].detach()[kept.to(out["masks"].device)].float().cpu().numpy()
+        probs = probs.reshape(len(kept), *probs.shape[-2:])
+        masks = tuple(
+            None if m is None else m.shifted(int(offset[0]), int(offset[1]))
+            for m in (crop_model_mask(p, b, r) for p, b in zip(probs, raw.boxes, strict=True))
+        )
+    return TileOutputs(
+        torch.from_numpy(raw.boxes.reshape(-1, 4) + offset).float(),
+        torch.from_numpy(raw.scores).float(),
+        out["labels"].detach().cpu().long()[kept],
+        torch.full((len(kept),), tile, dtype=torch.long),
+        masks,
+    )
 
 
 def detect_tiled(
@@ -136,7 +184,7 @@ def detect_tiled(
     Args: as for :func:`detect_tiles`; ``merge``: the merge configuration.
 
     Returns:
-        Detections in image pixels, by decreasing score.
+        Detections in image pixels, by decreasing score (with masks when the model gives them).
     """
     pooled = detect_tiles(
         model,
@@ -148,5 +196,11 @@ def detect_tiled(
         device=device,
     )
     return merge_detections(
-        pooled.boxes, pooled.scores, pooled.labels, pooled.tile_index, tiles, merge
+        pooled.boxes,
+        pooled.scores,
+        pooled.labels,
+        pooled.tile_index,
+        tiles,
+        merge,
+        masks=pooled.masks,
     )
