@@ -10,10 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from tiling_testdata import drop_masks, save_painted_model, wave, with_curve, with_disc
+from tiling_testdata import (
+    drop_masks,
+    save_painted_model,
+    wave,
+    with_curve,
+    with_disc,
+    write_frames,
+)
 
 from fabricdet.cli import main
 from fabricdet.engine import load_model
@@ -40,12 +46,7 @@ def _arc_mm(points: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def roll_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("wavy") / "frames"
-    folder.mkdir()
-    strip = _strip()
-    for k in range(FRAMES):
-        cv2.imwrite(str(folder / f"f{k:03d}.png"), strip[k * FRAME : (k + 1) * FRAME, :, ::-1])
-    return folder
+    return write_frames(tmp_path_factory.mktemp("wavy") / "frames", _strip(), FRAME)
 
 
 @pytest.fixture(scope="module")

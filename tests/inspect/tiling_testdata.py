@@ -35,6 +35,7 @@ __all__ = [
     "wave",
     "with_curve",
     "with_disc",
+    "write_frames",
 ]
 
 
@@ -92,3 +93,12 @@ def drop_masks(model: PaintedDetector) -> PaintedDetector:
 
     model.forward = boxes_only  # type: ignore[method-assign]
     return model
+
+
+def write_frames(folder: Path, strip: np.ndarray, frame_height: int) -> Path:
+    """Cut ``strip`` (ndarray[H, W, 3] RGB) into abutting PNG frames ``f000.png``, ... of
+    ``frame_height`` rows in a new ``folder``; returns it."""
+    folder.mkdir(parents=True)
+    for k, y in enumerate(range(0, len(strip), frame_height)):
+        cv2.imwrite(str(folder / f"f{k:03d}.png"), strip[y : y + frame_height, :, ::-1])
+    return folder

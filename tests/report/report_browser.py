@@ -10,6 +10,10 @@ Looked for in order:
 
 :func:`chromium_or_skip` skips the calling test, saying how to install one, when none is found;
 with ``FABRICDET_REQUIRE_BROWSER=1`` (CI, once it installs the browser) it fails instead.
+
+:func:`headless_chromium` launches it and :func:`check_page` loads a page in it, collecting
+console errors, uncaught exceptions, failed requests and the decoded size of every image:
+shared by the eval report's test and the roll report's (``tests/inspect``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +99,54 @@ def chromium_or_skip() -> Path:
             pytest.fail(INSTALL_HINT + " (FABRICDET_REQUIRE_BROWSER=1 asks for one)")
         pytest.skip(INSTALL_HINT)
     return path
+
+
+@dataclass(frozen=True)
+class PageCheck:
+    """What a page did on loading.
+
+    Attributes:
+        errors: console errors, uncaught exceptions, failed requests.
+        images: ``(alt, complete, naturalWidth)`` of every ``<img>``.
+    """
+
+    errors: list[str]
+    images: list[tuple[str, bool, int]]
+
+    @property
+    def broken_images(self) -> list[str]:
+        """Alt texts of the images that did not decode."""
+        return [alt for alt, complete, width in self.images if not (complete and width > 0)]
+
+
+@contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """A launched headless Chromium (Playwright ``Browser``), or skip (see
+    :func:`chromium_or_skip`)."""
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # --no-sandbox: Chromium's sandbox cannot start as root (CI runs as root).
+        browser = p.chromium.launch(executable_path=str(executable), args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def check_page(browser: Any, path: Path) -> PageCheck:
+    """Load the local file ``path`` in ``browser`` and report what went wrong."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"failed request: {r.url[:80]}"))
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        images = page.evaluate(
+            "Array.from(document.images, i => [i.alt, i.complete, i.naturalWidth])"
+        )
+    finally:
+        page.close()
+    return PageCheck(errors, [tuple(i) for i in images])

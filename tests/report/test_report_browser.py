@@ -9,46 +9,16 @@ the command that installs it, only when none can be found.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from report_browser import chromium_or_skip
-
-
-@dataclass(frozen=True)
-class PageCheck:
-    errors: list[str]  # console errors, uncaught exceptions, failed requests
-    images: list[tuple[str, bool, int]]  # (alt, complete, naturalWidth)
+from report_browser import check_page, headless_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        # --no-sandbox: Chromium's sandbox cannot start as root (CI runs as root).
-        b = p.chromium.launch(executable_path=str(executable), args=["--no-sandbox"])
+    with headless_chromium() as b:
         yield b
-        b.close()
-
-
-def check_page(browser: Any, path: Path) -> PageCheck:
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
-    page.on("requestfailed", lambda r: errors.append(f"failed request: {r.url[:80]}"))
-    try:
-        page.goto(path.as_uri(), wait_until="load")
-        images = page.evaluate(
-            "Array.from(document.images, i => [i.alt, i.complete, i.naturalWidth])"
-        )
-    finally:
-        page.close()
-    return PageCheck(errors, [tuple(i) for i in images])
 
 
 def test_the_checker_catches_broken_pages(browser, tmp_path):
@@ -68,5 +38,4 @@ def test_report_loads_cleanly_in_chromium(browser, request, run_name):
     check = check_page(browser, run.report)
     assert check.errors == []
     assert len(check.images) >= 5
-    broken = [alt for alt, complete, width in check.images if not (complete and width > 0)]
-    assert broken == []
+    assert check.broken_images == []

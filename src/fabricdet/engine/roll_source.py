@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fabricdet.data.formats.image_size import is_image_file, read_image_sizes
@@ -21,6 +22,9 @@ from fabricdet.errors import DataError
 
 #: Decoded frames kept for the next band (a band spans at most a few frames).
 _CACHE = 4
+
+#: Rows read at once by :meth:`RollFrames.thumbnail` (bounds its memory on a long region).
+_THUMB_CHUNK = 512
 
 
 @dataclass
@@ -85,6 +89,31 @@ class RollFrames:
             if hi > lo:
                 out[lo - y0 : hi - y0] = self._frame(k)[lo - top : hi - top]
         return out
+
+    def thumbnail(self, x0: int, y0: int, x1: int, y1: int, scale: float) -> np.ndarray:
+        """The region ``[x0, x1) x [y0, y1)`` of the roll scaled by ``scale`` (<= 1).
+
+        Read and shrunk a few hundred rows at a time, so a region as long as the roll (a
+        thread running its whole length) costs a thumbnail's memory, not the region's.
+
+        Returns:
+            ndarray[round((y1 - y0) * scale), round((x1 - x0) * scale), 3] uint8 RGB (each
+            side at least 1).
+        """
+        if not 0 < scale <= 1:
+            raise ValueError(f"scale must be in (0, 1], got {scale}")
+        if scale == 1:
+            return self.rows(y0, y1)[:, x0:x1]
+        width = max(1, round((x1 - x0) * scale))
+        parts = []
+        for c0 in range(y0, y1, _THUMB_CHUNK):
+            c1 = min(c0 + _THUMB_CHUNK, y1)
+            # rows of this chunk in the output: cumulative rounding, so the chunks tile it
+            rows = round((c1 - y0) * scale) - round((c0 - y0) * scale)
+            if rows > 0:
+                chunk = self.rows(c0, c1)[:, x0:x1]
+                parts.append(cv2.resize(chunk, (width, rows), interpolation=cv2.INTER_AREA))
+        return np.concatenate(parts) if parts else np.zeros((1, width, 3), np.uint8)
 
 
 def open_roll(source: Path | Sequence[Path], frame_overlap: int = 0) -> RollFrames:
