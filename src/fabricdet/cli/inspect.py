@@ -2,9 +2,12 @@
 
 FRAMES is a folder of consecutive frames (sorted by name) or one long image. The roll is
 cut into overlapping windows, detected, defects continuing across windows joined into one,
-placed on the roll in metres, measured and graded by the 4-point system. DIR receives
-``defects.json``, ``report.html`` and ``windows.jsonl`` (detections per band of windows: a
-killed run started again with the same arguments resumes where it stopped).
+placed on the roll in metres, measured (from their masks when the model has a mask head:
+skeleton length of threads, width, area; from their boxes otherwise) and graded by the
+4-point system. DIR receives ``defects.json`` (with each defect's mask as a cropped RLE in
+roll pixels), ``report.html`` (grade, defect map, table, gallery of defect crops) and
+``windows.jsonl`` (detections per band of windows: a killed run started again with the same
+arguments resumes where it stopped).
 """
 
 from __future__ import annotations
