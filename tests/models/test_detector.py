@@ -8,6 +8,9 @@ import torch
 from fabricdet.errors import FabricdetError
 from fabricdet.models import ModelConfig, build_model
 from fabricdet.models.assigner import assign
+from fabricdet.models.candidates import Candidates
+from fabricdet.models.detector import FabricDetector
+from fabricdet.models.head import HeadOutput
 from fabricdet.models.losses import embedding_loss
 from fabricdet.ops import NMS_METHODS
 
@@ -110,3 +113,31 @@ def test_torchvision_backbones_give_strides_4_to_32(name: str) -> None:
     assert {k: tuple(v.shape[-2:]) for k, v in feats.items()} == {
         "4": (16, 32), "8": (8, 16), "16": (4, 8), "32": (2, 4),
     }  # fmt: skip
+
+
+def test_embedding_loss_covers_duplicates_outside_the_positives() -> None:
+    """A candidate on an object that the assignment left out still trains its embedding: the
+    appearance term would otherwise read its noise as another object."""
+    a = 3  # locations
+    out = HeadOutput(
+        cls_logits=torch.zeros(1, a, 2),
+        quality_logits=torch.zeros(1, a),
+        distances=torch.zeros(1, a, 4),
+        embeddings=torch.arange(a * 4, dtype=torch.float32).reshape(1, a, 4),
+        points=torch.zeros(a, 2),
+        strides=torch.ones(a),
+    )
+    cand = Candidates(
+        boxes=torch.tensor([[[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 10.0, 10.0], [50.0, 50, 60, 60]]]),
+        scores=torch.ones(1, 3),
+        labels=torch.zeros(1, 3, dtype=torch.long),
+        embeddings=torch.full((1, 3, 4), 7.0),
+        mask=torch.tensor([[True, True, True]]),
+    )
+    pos = torch.tensor([True, False, False])
+    gt_index = torch.tensor([0, -1, -1])
+    gt_boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    emb, owner = FabricDetector._embedding_targets(out, cand, 0, pos, gt_index, gt_boxes)
+    assert owner.tolist() == [0, 0, 0]  # the positive, and the two candidates on the object
+    assert torch.equal(emb[0], out.embeddings[0, 0])
+    assert torch.equal(emb[1:], cand.embeddings[0, :2])

