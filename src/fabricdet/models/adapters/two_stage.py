@@ -11,7 +11,9 @@ chooses where SinkhornNMS replaces torchvision's NMS, and where the set loss tra
   the RPN).
 - ``"rpn"``: the proposals, class-agnostic; the set loss reaches the RPN head. Proposals are
   meant to over-cover objects for the box head to sort out, so a one-to-one loss there works
-  against their purpose, and the sparse solve on thousands of proposals costs time.
+  against their purpose. And the RPN's NMS also picks the training proposals, so the sparse
+  solve on thousands of them runs at every training step (about 4x the step time of the box
+  stage on the tiny hosts), not only at inference.
 - ``"both"``.
 
 ``benchmarks/adapters.py --stages`` measures the three on the synthetic benchmark (README).
