@@ -167,3 +167,25 @@ def test_batched_nms_passes_embeddings() -> None:
     with pytest.raises(ValueError, match="embeddings contains NaN"):
         batched_nms(boxes, scores, labels, 0.5, method="sinkhorn",
                     embeddings=different * float("nan"))  # fmt: skip
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_feature_margin_lets_look_alike_duplicates_merge(dense: bool) -> None:
+    """Duplicates of one object whose embeddings differ a little (cos 0.8, as early in
+    training): without a margin that difference outweighs the quality prior and both survive;
+    with the default margin the weaker one is suppressed, while clearly different looks
+    (orthogonal embeddings) still keep two adjacent objects apart."""
+    boxes = torch.tensor([[0.0, 0.0, 100.0, 10.0], [0.0, 0.5, 100.0, 10.5]])
+    scores = torch.tensor([0.9, 0.8])
+    labels = torch.zeros(2, dtype=torch.long)
+    alike = torch.tensor([[1.0, 0.0], [0.8, 0.6]])  # cos 0.8
+    different = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+
+    def kept(emb: torch.Tensor, **options: float) -> list[int]:
+        return sinkhorn_batched_nms(
+            boxes, scores, labels, 0.5, embeddings=emb, dense=dense, **options
+        ).keep.tolist()
+
+    assert kept(alike, feature_margin=0.0) == [0, 1]
+    assert kept(alike) == [0]
+    assert kept(different) == [0, 1]

@@ -60,6 +60,7 @@ def build_metadata(loaded: LoadedModel, wrapper: ExportableDetector) -> dict[str
             "num_iters": nms.num_iters,
             "spatial_weight": nms.spatial_weight,
             "feature_weight": nms.feature_weight,
+            "feature_margin": nms.feature_margin,
             "quality_weight": nms.quality_weight,
             "quality_range": nms.quality_range,
             "dustbin_cost": nms.dustbin_cost,

@@ -15,6 +15,7 @@ class SinkhornNMSConfig:
     num_iters: int = 10
     spatial_weight: float = 10.0
     feature_weight: float = 1.0
+    feature_margin: float = 0.5
     quality_weight: float = 1.0
     quality_range: float = 1.0
     dustbin_cost: float = 3.0

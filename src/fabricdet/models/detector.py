@@ -71,6 +71,7 @@ class FabricDetector(nn.Module):
         self.sinkhorn = SinkhornNMS(
             iou_threshold=sk.iou_threshold, eps=sk.eps_start, num_iters=sk.num_iters,
             spatial_weight=sk.spatial_weight, feature_weight=sk.feature_weight,
+            feature_margin=sk.feature_margin,
             quality_weight=sk.quality_weight, quality_range=sk.quality_range,
             dustbin_cost=sk.dustbin_cost, overlap=sk.overlap,  # type: ignore[arg-type]
             max_slots=cfg.slots,
@@ -253,7 +254,8 @@ class FabricDetector(nn.Module):
                 sk = cfg.sinkhorn
                 options = {
                     "eps": sk.eps, "num_iters": sk.num_iters, "spatial_weight": sk.spatial_weight,
-                    "feature_weight": sk.feature_weight, "quality_weight": sk.quality_weight,
+                    "feature_weight": sk.feature_weight, "feature_margin": sk.feature_margin,
+                    "quality_weight": sk.quality_weight,
                     "quality_range": sk.quality_range, "dustbin_cost": sk.dustbin_cost,
                     "overlap": sk.overlap,
                 }  # fmt: skip

@@ -76,7 +76,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fabricdet.ops.boxes import OverlapKind, box_terms, terms_overlap
-from fabricdet.ops.sinkhorn_nms import quality_prior, similarity_floor
+from fabricdet.ops.sinkhorn_nms import appearance_cost, quality_prior, similarity_floor
 
 # Weight of the seed box in its fused box, as in the dense decode.
 _TINY_FUSE = 1e-6
@@ -264,6 +264,7 @@ def sparse_sinkhorn_nms(
     num_iters: int = 10,
     spatial_weight: float = 10.0,
     feature_weight: float = 1.0,
+    feature_margin: float = 0.5,
     quality_weight: float = 1.0,
     quality_range: float = 1.0,
     dustbin_cost: float = 3.0,
@@ -311,7 +312,7 @@ def sparse_sinkhorn_nms(
         dissim, capacity = _appearance(
             embeddings.index_select(0, nb.order), supply, nb, capacity_temperature
         )
-        cost = cost + feature_weight * dissim
+        cost = cost + feature_weight * appearance_cost(dissim, feature_margin)
     cost = cost.masked_fill(dust, dustbin_cost)
     # Quality prior of candidate -> slot edges (none on dustbins). It is odd in the log-ratio,
     # so K^T's entry (p, q), which is K's (q, p), carries its negative.
