@@ -189,3 +189,14 @@ def test_feature_margin_lets_look_alike_duplicates_merge(dense: bool) -> None:
     assert kept(alike, feature_margin=0.0) == [0, 1]
     assert kept(alike) == [0]
     assert kept(different) == [0, 1]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_a_suppressed_box_suppresses_nothing(dense: bool) -> None:
+    """A chain A-C-B (IoU 0.6, 0.6; A-B 0.33): greedy keeps A and B, because C, removed by A,
+    removes nothing. B must not be lost to C's slot."""
+    boxes = torch.tensor([[0.0, 0.0, 100.0, 10.0], [25.0, 0.0, 125.0, 10.0], [50, 0, 150, 10]])
+    scores = torch.tensor([0.9, 0.6, 0.5])
+    labels = torch.zeros(3, dtype=torch.long)
+    got = sinkhorn_batched_nms(boxes, scores, labels, 0.5, dense=dense, overlap="iou")
+    assert got.keep.tolist() == batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2]

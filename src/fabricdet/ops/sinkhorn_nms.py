@@ -52,9 +52,11 @@ Outputs
 -------
 - ``keep_prob[j] = P[seed(j), j] / a_seed(j)``: the soft probability that slot ``j`` survives;
 - ``keep[j]``: hard decode, ``argmax_j' P[seed(j), j'] == j`` (the seed's best column is its
-  own slot, not another slot nor the dustbin). Because the column scalings are monotone in the
-  quality prior, this decode keeps exactly the best-scored box of each cluster of boxes that
-  overlap by more than ``theta``, for any ``eps`` (see tests);
+  own slot, not another slot nor the dustbin), taken in two passes: the second compares only
+  the slots that survived the first (and the seed's own and the dustbin), because a slot whose
+  seed went elsewhere must not suppress anything, as in greedy NMS. Because the column
+  scalings are monotone in the quality prior, this decode keeps exactly the best-scored box of
+  each cluster of boxes that overlap by more than ``theta``, for any ``eps`` (see tests);
 - ``boxes[j] = sum_i P_ij b_i / sum_i P_ij``: plan-weighted box fusion;
 - ``survival[i]``: ``keep_prob`` of the slot candidate ``i`` seeds (0 if it seeds none).
 
@@ -342,7 +344,14 @@ class SinkhornNMS(nn.Module):
         seed_mass = seed_rows[:, own, own]  # P[seed(j), j]
         seed_scores = torch.gather(scores, 1, slot_index)
         keep_prob = seed_mass / seed_scores.clamp_min(1e-12) * slot_mask
-        keep = (seed_rows.argmax(-1) == own) & slot_mask & (seed_scores > 0)
+        alive = slot_mask & (seed_scores > 0)
+        keep = (seed_rows.argmax(-1) == own) & alive
+        # Second pass: a slot whose own seed went elsewhere does not suppress anything (greedy
+        # NMS' rule: a removed box removes nothing). Without it, B overlapping C, C overlapping
+        # A, A not overlapping B lost B as well as C.
+        eye = torch.eye(k, dtype=torch.bool, device=plan.device)
+        allowed = torch.cat([keep.unsqueeze(1) | eye, keep.new_ones(batch, k, 1)], -1)
+        keep = (seed_rows.masked_fill(~allowed, -1.0).argmax(-1) == own) & alive
 
         # Plan-weighted fusion; a tiny weight on the seed keeps empty slots at the seed box.
         seed_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))

@@ -57,12 +57,13 @@ same iterates up to rounding. Capacities are the dense ones: the class mass with
 embeddings; with embeddings ``c_j = sum_{i ~ j} a_i exp(-(1 - cos(f_i, f_j)) / tau)`` over the
 candidates that reach ``j``, which are ``j``'s edges.
 
-Decode, as in the dense path: slot ``j`` survives when its seed's largest plan entry (over its
-edges and its dustbin) is its own slot, ties going to the better-ranked slot and against the
-dustbin (the dense ``argmax`` over score-sorted slots, dustbin last); fused boxes are
-plan-weighted. Sizes are read on the host a few times (edge counts, exact ties): the result
-has a variable length anyway. (Counting rather than sorting the edges matters: an argsort of
-~10^4 keys takes ~0.4 ms on a 2-core CPU, more than torchvision's whole NMS at N = 1000.)
+Decode, as in the dense path (two passes, the second over the first's survivors): slot ``j``
+survives when its seed's largest plan entry (over its edges and its dustbin) is its own slot,
+ties going to the better-ranked slot and against the dustbin (the dense ``argmax`` over
+score-sorted slots, dustbin last); fused boxes are plan-weighted. Sizes are read on the host a
+few times (edge counts, exact ties): the result has a variable length anyway. (Counting
+rather than sorting the edges matters: an argsort of ~10^4 keys takes ~0.4 ms on a 2-core
+CPU, more than torchvision's whole NMS at N = 1000.)
 """
 
 from __future__ import annotations
@@ -253,6 +254,25 @@ def _appearance(
     return dissim, torch.zeros_like(supply).index_add_(0, nb.row, mass)
 
 
+def _survivors(value: Tensor, allowed: Tensor, nb: Neighbourhoods, supply: Tensor) -> Tensor:
+    """Seeds whose largest allowed plan entry is their own slot (``Tensor[N]`` bool, sorted
+    order); ``value`` and ``allowed`` are per entry (``Tensor[E]``)."""
+    n = len(supply)
+    row, col = nb.row, nb.col
+    value = value.masked_fill(~allowed, -1.0)  # plan entries are >= 0
+    own = value.index_select(0, nb.own)
+    keep = (own >= torch.segment_reduce(value, "max", offsets=nb.crow[: n + 1])) & (supply > 0)
+    # The dense argmax over score-sorted slots (dustbin last) gives a tie to the better-ranked
+    # slot. Exact ties are rare (duplicate boxes and scores): look at ranks only when present.
+    tie = (value == own.index_select(0, row)) & (col != row) & (col < n)
+    if bool(tie.any()):  # host sync; this function returns a variable length anyway
+        tie_row, tie_col = row[tie], col[tie]
+        s_row, s_col = supply[tie_row], supply[tie_col]
+        better = (s_col > s_row) | ((s_col == s_row) & (nb.order[tie_col] < nb.order[tie_row]))
+        keep[tie_row[better]] = False
+    return keep
+
+
 def sparse_sinkhorn_nms(
     boxes: Tensor,
     scores: Tensor,
@@ -349,18 +369,10 @@ def sparse_sinkhorn_nms(
 
     # Decode. The seed's row is u_p * kernel * v, u_p common to the row: compare kernel * v.
     value = kernel * v.index_select(0, col)
-    own = value.index_select(0, nb.own)
-    keep_sorted = (own >= torch.segment_reduce(value, "max", offsets=nb.crow[: n + 1])) & (
-        supply > 0
-    )
-    # The dense argmax over score-sorted slots (dustbin last) gives a tie to the better-ranked
-    # slot. Exact ties are rare (duplicate boxes and scores): look at ranks only when present.
-    tie = (value == own.index_select(0, row)) & (col != row) & ~dust
-    if bool(tie.any()):  # host sync; this function returns a variable length anyway
-        tie_row, tie_col = row[tie], col[tie]
-        s_row, s_col = supply[tie_row], supply[tie_col]
-        better = (s_col > s_row) | ((s_col == s_row) & (nb.order[tie_col] < nb.order[tie_row]))
-        keep_sorted[tie_row[better]] = False
+    keep_sorted = _survivors(value, torch.ones_like(dust), nb, supply)
+    # Second pass, as in the dense decode: only surviving slots (and the seed's own) compete.
+    allowed = dust | (col == row) | torch.cat([keep_sorted, keep_sorted.new_zeros(g)])[col]
+    keep_sorted = _survivors(value, allowed, nb, supply)
 
     # Plan-weighted fusion (dustbin row excluded), the seed weighted tiny as in the dense path.
     box = boxes.to(work).index_select(0, nb.order)
