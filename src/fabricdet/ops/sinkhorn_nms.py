@@ -349,7 +349,7 @@ class SinkhornNMS(nn.Module):
         # Second pass: a slot whose own seed went elsewhere does not suppress anything (greedy
         # NMS' rule: a removed box removes nothing). Without it, B overlapping C, C overlapping
         # A, A not overlapping B lost B as well as C.
-        eye = torch.eye(k, dtype=torch.bool, device=plan.device)
+        eye = own.unsqueeze(1) == own.unsqueeze(0)  # not torch.eye: ONNX EyeLike lacks bool
         allowed = torch.cat([keep.unsqueeze(1) | eye, keep.new_ones(batch, k, 1)], -1)
         keep = (seed_rows.masked_fill(~allowed, -1.0).argmax(-1) == own) & alive
 
