@@ -38,9 +38,8 @@ skip them). The appearance term
 is what lets two overlapping objects that look different (two adjacent broken threads) keep
 their own slots, which greedy NMS cannot.
 The appearance term starts at the margin ``mu`` (``feature_margin``): duplicates of one object
-rarely have identical embeddings (early in training their ``d`` is 0.2 at the median and 0.6 at
-the 90th percentile), and without a margin that small difference outweighs the quality prior,
-so duplicates keep their own slots.
+rarely have identical embeddings (least of all early in training), and without a margin that
+small difference outweighs the quality prior, so duplicates keep their own slots.
 The capacity bounds how much look-alike mass a slot can absorb: without embeddings it is the
 whole class mass (never binding, greedy-like); with them, mass of a different-looking object
 cannot be absorbed. ``i ~ j`` are the same-class candidates that can reach slot ``j`` at all,
