@@ -9,6 +9,7 @@ be evaluated natively, and a natively trained one with SinkhornNMS, without copy
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
@@ -60,6 +61,19 @@ class SinkhornAdapter(nn.Module):
         for module in self.modules():
             if isinstance(module, SetTerms):
                 module.set_progress(progress)
+
+    def _features(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None
+    ) -> tuple[
+        ImageList, list[dict[str, Tensor]] | None, list[tuple[int, int]], OrderedDict[str, Tensor]
+    ]:
+        """:meth:`_prepare`, then the host's backbone as named feature maps (a bare tensor, as a
+        single-level backbone returns, becomes level ``"0"``)."""
+        image_list, targets, original_sizes = self._prepare(images, targets)
+        features = self.host.backbone(image_list.tensors)
+        if isinstance(features, Tensor):
+            features = OrderedDict([("0", features)])
+        return image_list, targets, original_sizes, features
 
     def _prepare(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None

@@ -15,8 +15,6 @@ mean of the class and centre-ness probabilities), their box coder and the argume
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import Tensor
 from torchvision.models.detection import FCOS, RetinaNet
@@ -47,10 +45,7 @@ class OneStageAdapter(SinkhornAdapter):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         host = self.host
-        image_list, targets, original_sizes = self._prepare(images, targets)
-        features = host.backbone(image_list.tensors)
-        if isinstance(features, Tensor):
-            features = OrderedDict([("0", features)])
+        image_list, targets, original_sizes, features = self._features(images, targets)
         feature_list = list(features.values())
         head_outputs = host.head(feature_list)
         anchors = host.anchor_generator(image_list, feature_list)

@@ -68,10 +68,7 @@ class TwoStageAdapter(SinkhornAdapter):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         host = self.host
-        image_list, targets, original_sizes = self._prepare(images, targets)
-        features = host.backbone(image_list.tensors)
-        if isinstance(features, Tensor):
-            features = {"0": features}
+        image_list, targets, original_sizes, features = self._features(images, targets)
         proposals, losses = self._rpn(image_list, features, targets)
         sizes = image_list.image_sizes
         if self.training:
