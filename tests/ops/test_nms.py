@@ -187,6 +187,18 @@ def test_thin_duplicates_merged_where_iou_fails() -> None:
     assert batched_nms(boxes, scores, labels, 0.5, method="sinkhorn").tolist() == [0]
 
 
+@pytest.mark.parametrize("length", [200.0, 1000.0, 2400.0])
+def test_parallel_threads_apart_stay_apart(length: float) -> None:
+    """Two 3 px threads 12 px apart (two defects, same class, no embeddings to tell them
+    apart): kept as greedy NMS keeps them, whatever their length."""
+    boxes = torch.tensor([[0.0, 100.0, length, 103.0], [0.0, 112.0, length, 115.0]])
+    scores = torch.tensor([0.9, 0.8])
+    labels = torch.zeros(2, dtype=torch.long)
+    for dense in (False, True):
+        kept = batched_nms(boxes, scores, labels, 0.5, method="sinkhorn", dense=dense)
+        assert kept.tolist() == [0, 1]
+
+
 def test_module_batched_equals_looped_and_padding() -> None:
     g = torch.Generator().manual_seed(1)
     xy = torch.rand(2, 30, 2, generator=g) * 100

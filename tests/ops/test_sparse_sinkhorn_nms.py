@@ -200,3 +200,15 @@ def test_a_suppressed_box_suppresses_nothing(dense: bool) -> None:
     labels = torch.zeros(3, dtype=torch.long)
     got = sinkhorn_batched_nms(boxes, scores, labels, 0.5, dense=dense, overlap="iou")
     assert got.keep.tolist() == batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_claim_chains_decode_as_greedy(dense: bool) -> None:
+    """Seven boxes in a row, each overlapping the next (IoU 0.6) and not the one after (0.33),
+    scores falling: greedy keeps every other box. A decode that lets suppressed slots
+    suppress, or that stops after two rounds, gets the tail of the chain wrong."""
+    boxes = torch.tensor([[25.0 * i, 0.0, 25.0 * i + 100.0, 10.0] for i in range(7)])
+    scores = torch.linspace(0.9, 0.3, 7)
+    labels = torch.zeros(7, dtype=torch.long)
+    got = sinkhorn_batched_nms(boxes, scores, labels, 0.5, dense=dense, overlap="iou")
+    assert got.keep.tolist() == batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 4, 6]

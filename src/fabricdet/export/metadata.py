@@ -67,6 +67,7 @@ def build_metadata(loaded: LoadedModel, wrapper: ExportableDetector) -> dict[str
             "capacity_temperature": nms.capacity_temperature,
             "overlap": nms.overlap,
             "nwd_scale": nms.nwd_scale,
+            "fuse_boxes": nms.fuse_boxes,
             "topk_candidates": wrapper.topk,
             "score_thresh": wrapper.score_thresh,
         },

@@ -20,6 +20,7 @@ class SinkhornNMSConfig:
     quality_range: float = 1.0
     dustbin_cost: float = 3.0
     overlap: str = "iou+nwd"
+    fuse_boxes: bool = True  # plan-weighted fused boxes, else each kept seed's own box
 
 
 @dataclass

@@ -14,11 +14,11 @@ is at least ``-w_q r`` and its appearance term is non-negative; choosing
 pair cost at least ``delta + 20 eps``. So the edges are the same-class pairs with
 ``sigma_ij >= m``, plus each candidate's self pair. They are found without forming all pairs:
 
-- ``NWD_ij >= m`` means ``W2 <= s ln(1/m) max(L_i, L_j)`` (``s`` = ``nwd_scale``, ``L`` the
-  longest side), and ``W2 >= |c_i - c_j|``: the centres are within
-  ``reach * max(L_i, L_j)`` on each axis, ``reach = s ln(1/m)`` (0.14 with the defaults).
+- ``NWD_ij >= m`` means ``W2 <= s ln(1/m) max(S_i, S_j)`` (``s`` = ``nwd_scale``, ``S`` the
+  size ``sqrt(w h)``), and ``W2 >= |c_i - c_j|``: the centres are within
+  ``reach * max(S_i, S_j)`` on each axis, ``reach = s ln(1/m)`` (0.14 with the defaults).
   ``IoU_ij > 0`` means the boxes intersect. Hence, giving box ``i`` the x interval
-  ``cx_i +- max(w_i / 2, reach L_i)``, every pair with ``sigma >= m`` has intersecting intervals.
+  ``cx_i +- max(w_i / 2, reach S_i)``, every pair with ``sigma >= m`` has intersecting intervals.
 - Classes are moved apart on x (torchvision's offset trick) and the intervals sorted by their
   left end (one sort of N keys). The partners after sorted position ``p`` are then the
   positions before ``hi_p``, the ``searchsorted`` of its right end among the left ends.
@@ -57,10 +57,10 @@ same iterates up to rounding. Capacities are the dense ones: the class mass with
 embeddings; with embeddings ``c_j = sum_{i ~ j} a_i exp(-(1 - cos(f_i, f_j)) / tau)`` over the
 candidates that reach ``j``, which are ``j``'s edges.
 
-Decode, as in the dense path (two passes, the second over the first's survivors): slot ``j``
-survives when its seed's largest plan entry (over its edges and its dustbin) is its own slot,
-ties going to the better-ranked slot and against the dustbin (the dense ``argmax`` over
-score-sorted slots, dustbin last); fused boxes are plan-weighted. Sizes are read on the host a
+Decode, as in the dense path: greedy NMS over the claims "slot ``q`` holds at least as much of
+seed ``p``'s mass as ``p``'s own slot" (``q`` better-ranked), seeds that lose to their dustbin
+dropped, solved by the same capped fixed-point iteration (it stops early once a pass changes
+nothing); fused boxes are plan-weighted. Sizes are read on the host a
 few times (edge counts, exact ties): the result has a variable length anyway. (Counting
 rather than sorting the edges matters: an argsort of ~10^4 keys takes ~0.4 ms on a 2-core
 CPU, more than torchvision's whole NMS at N = 1000.)
@@ -76,15 +76,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fabricdet.ops.boxes import OverlapKind, box_terms, terms_overlap
-from fabricdet.ops.sinkhorn_nms import appearance_cost, quality_prior, similarity_floor
+from fabricdet.ops.boxes import NWD_SCALE, OverlapKind, box_terms, terms_overlap
+from fabricdet.ops.sinkhorn_nms import (
+    DECODE_ITERS,
+    appearance_cost,
+    quality_prior,
+    similarity_floor,
+)
 
 # Weight of the seed box in its fused box, as in the dense decode.
 _TINY_FUSE = 1e-6
 
 
 def neighbourhood_reach(overlap: OverlapKind, nwd_scale: float, floor: float | None) -> float:
-    """Interval half-width per unit of longest side that holds every pair with sigma >= floor."""
+    """Interval half-width per unit of box size that holds every pair with sigma >= floor."""
     if floor is None:
         return math.inf  # every same-class pair
     if overlap in ("iou", "diou"):
@@ -204,7 +209,8 @@ def _sweep(boxes: Tensor, idxs: Tensor, reach: float) -> tuple[Tensor, Tensor, T
     if math.isinf(reach):
         half = (x2.max() - x1.min()).expand(x1.shape)  # each interval covers its whole class
     else:
-        half = torch.maximum((x2 - x1) / 2, reach * torch.maximum(x2 - x1, y2 - y1))
+        w, h = (x2 - x1).clamp_min(0), (y2 - y1).clamp_min(0)
+        half = torch.maximum(w / 2, reach * (w * h).sqrt())
     half = half.clamp_min(0)
     stride = 2.0 * (x2.max() - x1.min() + 2.0 * half.max()) + 1.0
     left = centre - half + (idxs - idxs.min()).to(torch.float64) * stride
@@ -254,22 +260,30 @@ def _appearance(
     return dissim, torch.zeros_like(supply).index_add_(0, nb.row, mass)
 
 
-def _survivors(value: Tensor, allowed: Tensor, nb: Neighbourhoods, supply: Tensor) -> Tensor:
-    """Seeds whose largest allowed plan entry is their own slot (``Tensor[N]`` bool, sorted
-    order); ``value`` and ``allowed`` are per entry (``Tensor[E]``)."""
+def _survivors(value: Tensor, nb: Neighbourhoods, supply: Tensor, max_passes: int) -> Tensor:
+    """:func:`~fabricdet.ops.sinkhorn_nms.greedy_fixed_point` on the edges (``Tensor[N]`` bool,
+    sorted order), stopping early once a pass changes nothing. ``value`` holds the seed rows'
+    plan entries up to a per-row factor (``Tensor[E]``)."""
     n = len(supply)
     row, col = nb.row, nb.col
-    value = value.masked_fill(~allowed, -1.0)  # plan entries are >= 0
-    own = value.index_select(0, nb.own)
-    keep = (own >= torch.segment_reduce(value, "max", offsets=nb.crow[: n + 1])) & (supply > 0)
-    # The dense argmax over score-sorted slots (dustbin last) gives a tie to the better-ranked
-    # slot. Exact ties are rare (duplicate boxes and scores): look at ranks only when present.
-    tie = (value == own.index_select(0, row)) & (col != row) & (col < n)
-    if bool(tie.any()):  # host sync; this function returns a variable length anyway
-        tie_row, tie_col = row[tie], col[tie]
-        s_row, s_col = supply[tie_row], supply[tie_col]
-        better = (s_col > s_row) | ((s_col == s_row) & (nb.order[tie_col] < nb.order[tie_row]))
-        keep[tie_row[better]] = False
+    own = value.index_select(0, nb.own).index_select(0, row)
+    dust = col >= n
+    dropped = torch.zeros(n, dtype=torch.bool, device=value.device)
+    dropped[row[dust & (value > own)]] = True
+    # Better-ranked: higher score, or the same score and a lower input index.
+    col_c = col.clamp_max(n - 1)
+    s_row, s_col = supply.index_select(0, row), supply.index_select(0, col_c)
+    better = (s_col > s_row) | ((s_col == s_row) & (nb.order[col_c] < nb.order[row]))
+    edge = (value >= own) & better & ~dust & (col != row)
+    by, on = row[edge], col[edge]  # seed `on`'s slot claims seed `by`
+    alive = (supply > 0) & ~dropped
+    keep = alive
+    for _ in range(max_passes):
+        claimed = torch.zeros_like(keep).index_fill_(0, by[keep.index_select(0, on)], True)
+        new = alive & ~claimed
+        if torch.equal(new, keep):  # host sync; the result has a variable length anyway
+            break
+        keep = new
     return keep
 
 
@@ -290,7 +304,9 @@ def sparse_sinkhorn_nms(
     dustbin_cost: float = 3.0,
     capacity_temperature: float = 0.1,
     overlap: OverlapKind = "iou+nwd",
-    nwd_scale: float = 0.1,
+    nwd_scale: float = NWD_SCALE,
+    decode_iters: int = DECODE_ITERS,
+    fuse_boxes: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Class-wise SinkhornNMS hard decode on neighbourhood edges (module docstring).
 
@@ -305,7 +321,7 @@ def sparse_sinkhorn_nms(
     Returns:
         keep (Tensor[K] int64): kept indices by decreasing score (ties: lower index first).
         scores (Tensor[K]): their scores.
-        boxes (Tensor[K, 4]): their plan-weighted fused boxes.
+        boxes (Tensor[K, 4]): their plan-weighted fused boxes (``fuse_boxes=False``: their own).
     """
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
@@ -369,19 +385,16 @@ def sparse_sinkhorn_nms(
 
     # Decode. The seed's row is u_p * kernel * v, u_p common to the row: compare kernel * v.
     value = kernel * v.index_select(0, col)
-    keep_sorted = _survivors(value, torch.ones_like(dust), nb, supply)
-    # Second pass, as in the dense decode: only surviving slots (and the seed's own) compete.
-    allowed = dust | (col == row) | torch.cat([keep_sorted, keep_sorted.new_zeros(g)])[col]
-    keep_sorted = _survivors(value, allowed, nb, supply)
+    keep_sorted = _survivors(value, nb, supply, decode_iters)
 
-    # Plan-weighted fusion (dustbin row excluded), the seed weighted tiny as in the dense path.
     box = boxes.to(work).index_select(0, nb.order)
-    weights = torch.cat([box, torch.ones_like(supply).unsqueeze(1)], 1) * u[:n].unsqueeze(1)
-    fused = (kt_mat @ torch.cat([weights, weights.new_zeros(g, 5)]))[:n] * v[:n].unsqueeze(1)
-    fused = (fused[:, :4] + _TINY_FUSE * box) / (fused[:, 4:] + _TINY_FUSE)
+    if fuse_boxes:  # plan-weighted (dustbin row excluded), the seed weighted tiny as dense
+        weights = torch.cat([box, torch.ones_like(supply).unsqueeze(1)], 1) * u[:n].unsqueeze(1)
+        fused = (kt_mat @ torch.cat([weights, weights.new_zeros(g, 5)]))[:n] * v[:n].unsqueeze(1)
+        box = (fused[:, :4] + _TINY_FUSE * box) / (fused[:, 4:] + _TINY_FUSE)
 
     # Back to input order; kept ones by decreasing score (ties: lower index first).
     keep = torch.empty_like(keep_sorted).index_copy_(0, nb.order, keep_sorted).nonzero()[:, 0]
     keep = keep[torch.argsort(scores.index_select(0, keep), descending=True, stable=True)]
-    out_boxes = torch.empty_like(fused).index_copy_(0, nb.order, fused)
+    out_boxes = torch.empty_like(box).index_copy_(0, nb.order, box)
     return keep, scores.index_select(0, keep), out_boxes.index_select(0, keep).to(boxes.dtype)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fabricdet.ops import NMS_METHODS
+from fabricdet.ops.boxes import NWD_SCALE
 
 #: Where a two-stage model (Faster/Mask R-CNN) uses SinkhornNMS: on the RPN proposals, on the
 #: box head's detections, or on both.
@@ -62,7 +63,7 @@ class AdapterOptions:
     quality_weight: float = 1.0
     dustbin_cost: float = 3.0
     overlap: str = "iou+nwd"
-    nwd_scale: float = 0.1
+    nwd_scale: float = NWD_SCALE
     fuse_boxes: bool = True
     train_through: bool = True
     keep_weight: float = 1.0
