@@ -254,7 +254,7 @@ def test_exports_with_static_shapes() -> None:
     class Wrapper(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.nms = SinkhornNMS()
+            self.nms = SinkhornNMS(num_classes=3)
 
         def forward(self, b, s, lab, e):
             out = self.nms(b, s, lab, e)

@@ -19,12 +19,11 @@ Outputs, fixed ``max_det`` rows per image; for image ``b`` with ``n = num_detect
 
 Rows ``n..max_det-1`` hold zeros (boxes, scores and labels alike), so ``label 0, score 0`` past
 the count is padding, never a detection. ``boxes[b, :n]``, ``scores[b, :n]``, ``labels[b, :n]``
-are the eager detector's ``model([image])`` with ``nms_method = "sinkhorn"``, up to the dense
-solve (one problem per image, classes kept apart by their cost) standing in for the sparse one
-(one problem per class): fused boxes then differ by hundredths of a pixel, and a few random
-inputs in a thousand keep a different set (after the fixed iterations the image-wide dustbins
-have not settled exactly as the per-class ones; the sparse solve prunes low-overlap pairs into
-which a much better-scored seed still draws a low-scored box; exact score ties break apart).
+are the eager detector's ``model([image])`` with ``nms_method = "sinkhorn"``: the dense solve
+(one problem per image, a dustbin pair per class, so the classes' problems are independent)
+stands in for the sparse one (one problem per class). They agree to float rounding, except on
+rare inputs: the sparse solve prunes pairs below the similarity floor, whose mass the dense
+solve holds under ``exp(-20)`` of the row's dustbin entry; exact score ties break apart.
 
 Static shapes are what make it exportable: ``select_candidates`` takes a fixed top-k (the
 input must offer at least ``topk_candidates`` (location, class) pairs:

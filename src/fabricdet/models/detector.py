@@ -74,7 +74,7 @@ class FabricDetector(nn.Module):
             feature_margin=sk.feature_margin,
             quality_weight=sk.quality_weight, quality_range=sk.quality_range,
             dustbin_cost=sk.dustbin_cost, overlap=sk.overlap,  # type: ignore[arg-type]
-            max_slots=cfg.slots, fuse_boxes=sk.fuse_boxes,
+            max_slots=cfg.slots, fuse_boxes=sk.fuse_boxes, num_classes=num_classes,
         )  # fmt: skip
         self.criterion = SetCriterion()
         self.mask_head = (

@@ -8,7 +8,7 @@ optional embeddings ``f_i``. Slots ``j = 1..K`` are seeded by the ``K`` best-sco
 mass to the slot that stands for the object it belongs to; a slot survives when its own seed
 stays in it. The transport plan ``P`` solves the balanced problem of
 :func:`fabricdet.ops.sinkhorn.sinkhorn` on the dustbin-augmented matrix
-(:func:`fabricdet.ops.sinkhorn.add_dustbin`)::
+(:func:`fabricdet.ops.sinkhorn.add_dustbin`, one dustbin pair per class: :func:`class_dustbins`)::
 
     C_ij = w_sp * relu(theta - sigma(b_i, b_seed(j))) / theta              spatial
          + w_ft * relu(d_ij - mu) / (1 - mu),  d_ij = 1 - cos(f_i, f_seed(j))  appearance
@@ -83,7 +83,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fabricdet.ops.boxes import NWD_SCALE, OverlapKind, check_finite, pairwise_overlap
-from fabricdet.ops.sinkhorn import GradMode, SolverMode, add_dustbin, sinkhorn
+from fabricdet.ops.sinkhorn import GradMode, SolverMode, sinkhorn
 
 # Cost of pairing across classes: large enough that exp(-BIG / eps) is exactly 0 in float32 for
 # any eps <= 1, small enough to keep the solver's log-kernel finite.
@@ -130,6 +130,59 @@ def quality_prior(log_ratio: Tensor, weight: float, saturation: float) -> Tensor
     return (weight * saturation) * torch.tanh(log_ratio / saturation)
 
 
+def class_dustbins(
+    cost: Tensor,
+    supply: Tensor,
+    capacity: Tensor,
+    labels: Tensor,
+    seed_labels: Tensor,
+    row_mask: Tensor,
+    col_mask: Tensor,
+    dustbin_cost: float,
+    num_classes: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`~fabricdet.ops.sinkhorn.add_dustbin` with one dustbin row and column per class.
+
+    Classes never exchange mass (``_BIG`` across them), so with one dustbin pair per class the
+    problem splits into independent per-class problems, each with SuperGlue's augmented
+    matrix: class ``c``'s dustbin column takes its candidates' unmatched mass at ``delta``, its
+    dustbin row fills its slots' unused capacity at 0, its corner holds the rest. One shared
+    pair would couple the classes (mass moves between them through the dustbins), and the
+    result would depend on what else is in the image.
+
+    Args:
+        cost (Tensor[B, N, K]); supply (Tensor[B, N]); capacity (Tensor[B, K]);
+        labels (Tensor[B, N] int64), seed_labels (Tensor[B, K] int64): in
+            ``0 .. num_classes - 1``; row_mask (Tensor[B, N] bool), col_mask (Tensor[B, K]
+            bool): padding.
+
+    Returns:
+        cost (Tensor[B, N+G, K+G]), a (Tensor[B, N+G]), b (Tensor[B, K+G]), row_mask
+        (Tensor[B, N+G] bool), col_mask (Tensor[B, K+G] bool); G = ``num_classes``, dustbins
+        last, those of classes absent from the image masked.
+    """
+    classes = torch.arange(num_classes, device=cost.device)
+    row_of = (labels.unsqueeze(-1) == classes) & row_mask.unsqueeze(-1)  # [B, N, G]
+    col_of = (seed_labels.unsqueeze(-1) == classes) & col_mask.unsqueeze(-1)  # [B, K, G]
+    supply = supply * row_mask
+    capacity = capacity * col_mask
+    to_dust = torch.where(row_of, dustbin_cost, _BIG).to(cost.dtype)  # [B, N, G]
+    from_dust = torch.where(col_of, 0.0, _BIG).to(cost.dtype).transpose(1, 2)  # [B, G, K]
+    same = classes.unsqueeze(1) == classes.unsqueeze(0)
+    corner = torch.where(same, 0.0, _BIG).to(cost.dtype).expand(cost.shape[0], -1, -1)
+    aug = torch.cat([torch.cat([cost, to_dust], -1), torch.cat([from_dust, corner], -1)], 1)
+    class_supply = (supply.unsqueeze(-1) * row_of).sum(1)  # [B, G]
+    class_capacity = (capacity.unsqueeze(-1) * col_of).sum(1)
+    present = row_of.any(1)
+    return (
+        aug,
+        torch.cat([supply, class_capacity], -1),
+        torch.cat([capacity, class_supply], -1),
+        torch.cat([row_mask, present], -1),
+        torch.cat([col_mask, present], -1),
+    )
+
+
 def greedy_fixed_point(seed_rows: Tensor, own: Tensor, alive: Tensor, max_passes: int) -> Tensor:
     """The hard decode: greedy NMS with "slot ``j'`` claims seed ``j``" for "IoU above theta".
 
@@ -141,8 +194,8 @@ def greedy_fixed_point(seed_rows: Tensor, own: Tensor, alive: Tensor, max_passes
     claim chain, so ``max_passes`` passes are exact for chains of that depth.
 
     Args:
-        seed_rows (Tensor[B, K, K+1]): each slot's seed row of the plan, slots sorted by
-            decreasing score, dustbin last.
+        seed_rows (Tensor[B, K, K+G]): each slot's seed row of the plan, slots sorted by
+            decreasing score, then the G dustbins (a seed's mass reaches its own class's only).
         own (Tensor[B, K]): ``P[seed(j), j]``.
         alive (Tensor[B, K] bool): real slots with a positive score.
 
@@ -153,7 +206,7 @@ def greedy_fixed_point(seed_rows: Tensor, own: Tensor, alive: Tensor, max_passes
     slots = torch.arange(k, device=own.device)
     better = slots.unsqueeze(0) < slots.unsqueeze(1)  # [K, K]: column ranks above row
     claims = ((seed_rows[..., :k] >= own.unsqueeze(-1)) & better).to(own.dtype)
-    alive = alive & ~(seed_rows[..., k] > own)
+    alive = alive & ~(seed_rows[..., k:].amax(-1) > own)
     keep = alive
     for _ in range(max_passes):
         # A matrix-vector product rather than an any() over [B, K, K]: the cheap reduction.
@@ -174,7 +227,8 @@ class SinkhornNMSOutput(NamedTuple):
         scores (Tensor[B, K]): score of each slot's seed.
         labels (Tensor[B, K] int64): label of each slot's seed.
         survival (Tensor[B, N]): soft survival probability of each candidate.
-        plan (Tensor[B, N+1, K+1]): the transport plan, dustbin row and column last.
+        plan (Tensor[B, N+G, K+G]): the transport plan, a dustbin row and column per class last
+            (G = 1 class-agnostic).
     """
 
     slot_index: Tensor
@@ -212,6 +266,8 @@ class SinkhornNMS(nn.Module):
         decode_iters: passes of the hard decode's fixed-point iteration (static graph; exact
             for claim chains up to that depth: :func:`greedy_fixed_point`).
         fuse_boxes: output plan-weighted fused boxes (default) or each slot's seed box.
+        num_classes: labels lie in ``0 .. num_classes - 1``: the static number of per-class
+            dustbins (needed for tracing and export; ``None``: read from the labels).
     """
 
     def __init__(
@@ -234,6 +290,7 @@ class SinkhornNMS(nn.Module):
         solver_mode: SolverMode = "hybrid",
         decode_iters: int = DECODE_ITERS,
         fuse_boxes: bool = True,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < iou_threshold <= 1.0:
@@ -262,6 +319,7 @@ class SinkhornNMS(nn.Module):
         self.solver_mode = solver_mode
         self.decode_iters = decode_iters
         self.fuse_boxes = fuse_boxes
+        self.num_classes = num_classes
 
     def extra_repr(self) -> str:
         return (
@@ -326,9 +384,10 @@ class SinkhornNMS(nn.Module):
         supply = scores * mask
         capacity = ((supply.unsqueeze(-1) * kernel) * same_class).sum(1)  # [B, K]
 
-        aug_cost, a, b, row_mask, col_mask = add_dustbin(
-            cost, supply, capacity, self.dustbin_cost, 0.0, row_mask=mask, col_mask=slot_mask
-        )
+        aug_cost, a, b, row_mask, col_mask = class_dustbins(
+            cost, supply, capacity, labels_eff, seed_labels, mask, slot_mask, self.dustbin_cost,
+            self._num_dustbins(labels_eff, labels is None or self.class_agnostic),
+        )  # fmt: skip
         plan = sinkhorn(
             aug_cost, a, b, self.eps, max_iter=self.num_iters, tol=None,
             row_mask=row_mask, col_mask=col_mask, grad=self.grad, mode=self.solver_mode,
@@ -337,6 +396,15 @@ class SinkhornNMS(nn.Module):
             plan, boxes, scores, labels_eff, slot_index, slot_mask, n, k, batch,
             self.decode_iters, self.fuse_boxes,
         )  # fmt: skip
+
+    def _num_dustbins(self, labels: Tensor, agnostic: bool) -> int:
+        if agnostic:
+            return 1
+        if self.num_classes is not None:
+            return self.num_classes
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            raise ValueError("SinkhornNMS needs num_classes to trace or export with labels")
+        return int(labels.max()) + 1 if labels.numel() else 1  # host sync
 
     def _cost(
         self,
@@ -390,7 +458,8 @@ class SinkhornNMS(nn.Module):
         fuse_boxes: bool,
     ) -> SinkhornNMSOutput:
         match = plan[:, :n, :k]  # candidate -> slot mass
-        seed_rows = torch.gather(plan[:, :n, :], 1, slot_index.unsqueeze(-1).expand(-1, -1, k + 1))
+        rows = plan[:, :n, :]
+        seed_rows = torch.gather(rows, 1, slot_index.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))
         own = torch.arange(k, device=plan.device)
         seed_mass = seed_rows[:, own, own]  # P[seed(j), j]
         seed_scores = torch.gather(scores, 1, slot_index)
