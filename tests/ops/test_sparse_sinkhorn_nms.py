@@ -212,3 +212,27 @@ def test_claim_chains_decode_as_greedy(dense: bool) -> None:
     labels = torch.zeros(7, dtype=torch.long)
     got = sinkhorn_batched_nms(boxes, scores, labels, 0.5, dense=dense, overlap="iou")
     assert got.keep.tolist() == batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 4, 6]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "options", [{}, {"overlap": "iou"}, {"overlap": "diou"}, {"quality_range": float("inf")}]
+)
+def test_compiled_kernel_equals_tensor_ops(seed: int, options: dict) -> None:
+    """The compiled CPU kernel and the tensor-op path: same kept set, same fused boxes."""
+    boxes, scores, labels = detector_candidates(400, seed)
+    emb = torch.randn(len(scores), 8, generator=torch.Generator().manual_seed(seed))
+    for e in (None, emb):
+        got = sinkhorn_batched_nms(boxes, scores, labels, 0.5, embeddings=e, backend="kernel",
+                                   **options)  # fmt: skip
+        ref = sinkhorn_batched_nms(boxes, scores, labels, 0.5, embeddings=e, backend="torch",
+                                   **options)  # fmt: skip
+        assert got.keep.tolist() == ref.keep.tolist()
+        torch.testing.assert_close(got.scores, ref.scores)
+        torch.testing.assert_close(got.boxes, ref.boxes, rtol=1e-4, atol=1e-3)
+
+
+def test_unknown_backend_is_an_error() -> None:
+    boxes, scores, labels = detector_candidates(20, 0)
+    with pytest.raises(ValueError, match="backend"):
+        sinkhorn_batched_nms(boxes, scores, labels, 0.5, backend="cuda-graph")

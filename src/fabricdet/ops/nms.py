@@ -105,13 +105,15 @@ def sinkhorn_batched_nms(
             )
         check_finite("embeddings", embeddings)
     sparse_ok = options.get("max_slots") is None and options.get("solver_mode") != "log"
+    backend = options.pop("backend", "auto")
     if not dense and sparse_ok:
         for name in ("max_slots", "solver_mode"):
             options.pop(name, None)
         options.pop("grad", None)  # eval decode: no gradients
         with torch.no_grad():
             return NMSResult(*sparse_sinkhorn_nms(
-                boxes, scores, idxs, iou_threshold, embeddings=embeddings, **options
+                boxes, scores, idxs, iou_threshold, embeddings=embeddings, backend=backend,
+                **options,
             ))  # fmt: skip
     module = SinkhornNMS(iou_threshold=iou_threshold, class_agnostic=True, **options)
     index, valid = _group_by_class(idxs)

@@ -1,5 +1,9 @@
 r"""SinkhornNMS on a sparse edge list: the fast eval path of ``batched_nms(method="sinkhorn")``.
 
+On CPU it runs by default as one compiled kernel (:mod:`fabricdet.ops.sinkhorn_nms_kernel`,
+tested to give the same kept sets); the tensor-op version below serves CUDA and
+``backend="torch"``.
+
 It solves the problem of :class:`fabricdet.ops.sinkhorn_nms.SinkhornNMS` (one problem per
 class, every candidate its own slot; same costs, supplies, capacities, dustbins, iteration
 count and hard decode: read that module's docstring) but only on the candidate-slot pairs that
@@ -70,8 +74,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -83,6 +88,9 @@ from fabricdet.ops.sinkhorn_nms import (
     quality_prior,
     similarity_floor,
 )
+from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, sinkhorn_nms_kernel
+
+Backend = Literal["auto", "kernel", "torch"]
 
 # Weight of the seed box in its fused box, as in the dense decode.
 _TINY_FUSE = 1e-6
@@ -307,10 +315,14 @@ def sparse_sinkhorn_nms(
     nwd_scale: float = NWD_SCALE,
     decode_iters: int = DECODE_ITERS,
     fuse_boxes: bool = True,
+    backend: Backend = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Class-wise SinkhornNMS hard decode on neighbourhood edges (module docstring).
 
     Options mean what they mean for :class:`fabricdet.ops.sinkhorn_nms.SinkhornNMS`.
+    ``backend``: ``"kernel"`` (the compiled CPU kernel of
+    :mod:`fabricdet.ops.sinkhorn_nms_kernel`, float64), ``"torch"`` (tensor ops, any device,
+    the input's precision) or ``"auto"`` (the kernel on CPU, tensor ops elsewhere).
 
     Args:
         boxes (Tensor[N, 4]): xyxy boxes, finite; N >= 1.
@@ -327,12 +339,31 @@ def sparse_sinkhorn_nms(
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
     if not eps > 0 or num_iters < 1:
         raise ValueError(f"need eps > 0 and num_iters >= 1, got {eps}, {num_iters}")
-    n = len(scores)
-    work = torch.promote_types(boxes.dtype, scores.dtype)
-    work = torch.float64 if work == torch.float64 else torch.float32
     floor = similarity_floor(
         iou_threshold, eps, spatial_weight, dustbin_cost, quality_weight * quality_range
     )
+    if backend == "kernel" or (backend == "auto" and boxes.device.type == "cpu"):
+        keep_mask, fused_np = sinkhorn_nms_kernel(
+            boxes.detach().double().cpu().numpy(),
+            scores.detach().double().cpu().numpy(),
+            torch.unique(idxs, return_inverse=True)[1].cpu().numpy(),
+            np.zeros((len(scores), 0))
+            if embeddings is None
+            else F.normalize(embeddings.detach().double(), dim=-1).cpu().numpy(),
+            iou_threshold, eps, num_iters, spatial_weight, feature_weight, feature_margin,
+            quality_weight, quality_range, dustbin_cost, capacity_temperature,
+            OVERLAP_CODES[overlap], nwd_scale, -math.inf if floor is None else floor,
+            neighbourhood_reach(overlap, nwd_scale, floor), fuse_boxes,
+        )  # fmt: skip
+        keep = torch.from_numpy(keep_mask).to(boxes.device).nonzero()[:, 0]
+        keep = keep[torch.argsort(scores.index_select(0, keep), descending=True, stable=True)]
+        out = torch.from_numpy(fused_np).to(device=boxes.device, dtype=boxes.dtype)
+        return keep, scores.index_select(0, keep), out.index_select(0, keep)
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; use 'auto', 'kernel' or 'torch'")
+    n = len(scores)
+    work = torch.promote_types(boxes.dtype, scores.dtype)
+    work = torch.float64 if work == torch.float64 else torch.float32
     nb = neighbourhoods(boxes.to(work), idxs, overlap, nwd_scale, floor)
     cls, row, col = nb.cls, nb.row, nb.col
     dust = col >= n
