@@ -22,7 +22,7 @@ stays in it. The transport plan ``P`` solves the balanced problem of
 
 ``sigma`` is a spatial similarity (default: max of IoU and the size-normalised
 Gaussian-Wasserstein similarity, which keeps duplicates of hair-thin boxes together where IoU
-falls apart, and parallel threads a few thicknesses apart apart;
+falls apart, and parallel threads a few thicknesses apart as two;
 :func:`fabricdet.ops.boxes.pairwise_nwd`). The hinge makes every slot that overlaps a
 candidate by more than ``theta`` equally close, so among them the quality prior decides: mass
 flows to the best-scored overlapping seed, which is what greedy NMS does, softly.
@@ -90,8 +90,8 @@ from fabricdet.ops.sinkhorn import GradMode, SolverMode, sinkhorn
 _BIG = 1e4
 
 
-# Passes of the hard decode's fixed-point iteration. On the demo detector's test candidates
-# the longest claim chain needed 13.
+# Passes of the hard decode's fixed-point iteration: claim chains of real candidates are a few
+# links long, and a pass over K slots is one small matrix-vector product.
 DECODE_ITERS = 32
 
 # Margin, in units of eps, by which a pair below the similarity floor costs more than the dustbin.

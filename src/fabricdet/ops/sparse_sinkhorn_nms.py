@@ -20,7 +20,7 @@ pair cost at least ``delta + 20 eps``. So the edges are the same-class pairs wit
 
 - ``NWD_ij >= m`` means ``W2 <= s ln(1/m) max(S_i, S_j)`` (``s`` = ``nwd_scale``, ``S`` the
   size ``sqrt(w h)``), and ``W2 >= |c_i - c_j|``: the centres are within
-  ``reach * max(S_i, S_j)`` on each axis, ``reach = s ln(1/m)`` (0.14 with the defaults).
+  ``reach * max(S_i, S_j)`` on each axis, ``reach = s ln(1/m)`` (0.28 with the defaults).
   ``IoU_ij > 0`` means the boxes intersect. Hence, giving box ``i`` the x interval
   ``cx_i +- max(w_i / 2, reach S_i)``, every pair with ``sigma >= m`` has intersecting intervals.
 - Classes are moved apart on x (torchvision's offset trick) and the intervals sorted by their
@@ -65,7 +65,7 @@ Decode, as in the dense path: greedy NMS over the claims "slot ``q`` holds at le
 seed ``p``'s mass as ``p``'s own slot" (``q`` better-ranked), seeds that lose to their dustbin
 dropped, solved by the same capped fixed-point iteration (it stops early once a pass changes
 nothing); fused boxes are plan-weighted. Sizes are read on the host a
-few times (edge counts, exact ties): the result has a variable length anyway. (Counting
+few times (edge counts, the decode's passes): the result has a variable length anyway. (Counting
 rather than sorting the edges matters: an argsort of ~10^4 keys takes ~0.4 ms on a 2-core
 CPU, more than torchvision's whole NMS at N = 1000.)
 """
