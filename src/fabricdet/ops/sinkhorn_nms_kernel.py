@@ -136,94 +136,127 @@ def sinkhorn_nms_kernel(
     Returns:
         keep (bool[N]), boxes (float64[N, 4]): fused (or own) box of every candidate's slot.
     """
-    n = len(scores)
-    g = cls.max() + 1
     first, second, sigma = _edges(boxes, cls, reach, floor, kind, scale)
-    # CSR rows: each candidate's partners, itself, then its class's dustbin (column n + cls).
-    deg = np.ones(n, np.int64)  # self
-    for e in range(len(first)):
-        deg[first[e]] += 1
-        deg[second[e]] += 1
+    start, col, sim = _rows(len(scores), cls, first, second, sigma)
+    class_mass = np.zeros(cls.max() + 1)
+    for i in range(len(scores)):
+        class_mass[cls[i]] += scores[i]
+    kernel, capacity = _kernel(
+        start, col, sim, scores, cls, class_mass, embeddings,
+        theta, eps, w_sp, w_ft, margin, w_q, q_range, delta, tau,
+    )  # fmt: skip
+    u, v = _scalings(kernel, start, col, cls, scores, capacity, class_mass, num_iters)
+    keep = _decode(kernel, v, start, col, scores)
+    out = _fuse(kernel, u, v, start, col, boxes) if fuse else boxes.copy()
+    return keep, out
+
+
+@njit(cache=True)
+def _rows(
+    n: int, cls: np.ndarray, first: np.ndarray, second: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR pattern of the candidate rows: itself first, then its partners, then its class's
+    dustbin (column ``n + cls``) last. Returns row starts, columns, similarities."""
     start = np.zeros(n + 1, np.int64)
     for i in range(n):
-        start[i + 1] = start[i] + deg[i] + 1  # + dustbin entry
-    nnz = start[n]
-    col = np.empty(nnz, np.int64)
-    sim = np.empty(nnz, np.float64)
-    fill = start[:n].copy()
+        start[i + 1] = 2  # self and dustbin
+    for e in range(len(first)):
+        start[first[e] + 1] += 1
+        start[second[e] + 1] += 1
+    start = np.cumsum(start)
+    col = np.empty(start[n], np.int64)
+    sim = np.empty(start[n], np.float64)
+    fill = start[:n] + 1
     for i in range(n):
-        col[fill[i]], sim[fill[i]] = i, 1.0
-        fill[i] += 1
+        col[start[i]], sim[start[i]] = i, 1.0
+        col[start[i + 1] - 1], sim[start[i + 1] - 1] = n + cls[i], 0.0
     for e in range(len(first)):
         p, q = first[e], second[e]
         col[fill[p]], sim[fill[p]] = q, sigma[e]
-        fill[p] += 1
         col[fill[q]], sim[fill[q]] = p, sigma[e]
+        fill[p] += 1
         fill[q] += 1
-    for i in range(n):
-        col[fill[i]], sim[fill[i]] = n + cls[i], 0.0
+    return start, col, sim
 
-    # Supplies, capacities, the class masses.
-    supply = scores
-    log_s = np.log(np.maximum(scores, 1e-6))
-    class_mass = np.zeros(g)
-    for i in range(n):
-        class_mass[cls[i]] += supply[i]
+
+@njit(cache=True)
+def _kernel(
+    start: np.ndarray,
+    col: np.ndarray,
+    sim: np.ndarray,
+    supply: np.ndarray,
+    cls: np.ndarray,
+    class_mass: np.ndarray,
+    embeddings: np.ndarray,
+    theta: float,
+    eps: float,
+    w_sp: float,
+    w_ft: float,
+    margin: float,
+    w_q: float,
+    q_range: float,
+    delta: float,
+    tau: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-stabilised kernel ``exp(-C / eps - row max)`` per entry, and slot capacities."""
+    n = len(supply)
     dim = embeddings.shape[1]
-    dissim = np.zeros(nnz)
+    log_s = np.log(np.maximum(supply, 1e-6))
+    kernel = np.empty(len(col))
     capacity = np.empty(n)
-    if dim == 0:
-        for i in range(n):
-            capacity[i] = class_mass[cls[i]]
-    else:
-        for i in range(n):
-            total = 0.0
-            for e in range(start[i], start[i + 1] - 1):
-                j = col[e]
-                dot = 0.0
-                for t in range(dim):
-                    dot += embeddings[i, t] * embeddings[j, t]
-                d = 1.0 - dot
-                dissim[e] = d
-                total += supply[j] * math.exp(-d / tau)
-            capacity[i] = total
-    # Row-stabilised kernel: K[e] = exp(log_k - row max); row i's entries are (i -> col[e]).
-    log_k = np.empty(nnz)
-    kernel = np.empty(nnz)
     for i in range(n):
         best = -np.inf
+        total = 0.0
         for e in range(start[i], start[i + 1]):
             j = col[e]
             if j >= n:
-                cost = delta
+                kernel[e] = -delta / eps
             else:
                 cost = w_sp / theta * max(theta - sim[e], 0.0)
                 if dim:
-                    d = dissim[e]
+                    d = 1.0
+                    for t in range(dim):
+                        d -= embeddings[i, t] * embeddings[j, t]
                     cost += w_ft * (max(d - margin, 0.0) / (1.0 - margin) if margin else d)
+                    total += supply[j] * math.exp(-d / tau)
                 ratio = log_s[i] - log_s[j]
                 if math.isinf(q_range):
                     cost += w_q * ratio
                 else:
                     cost += w_q * q_range * math.tanh(ratio / q_range)
-            log_k[e] = -cost / eps
-            best = max(best, log_k[e])
+                kernel[e] = -cost / eps
+            best = max(best, kernel[e])
         for e in range(start[i], start[i + 1]):
-            kernel[e] = math.exp(log_k[e] - best)
-    # Marginals: rows = candidates then class dustbins; columns = slots then class dustbins.
+            kernel[e] = math.exp(kernel[e] - best)
+        # Without embeddings a slot may absorb its whole class; with them, the look-alike
+        # mass that reaches it (its row: the edges are symmetric).
+        capacity[i] = total if dim else class_mass[cls[i]]
+    return kernel, capacity
+
+
+@njit(cache=True)
+def _scalings(
+    kernel: np.ndarray,
+    start: np.ndarray,
+    col: np.ndarray,
+    cls: np.ndarray,
+    supply: np.ndarray,
+    capacity: np.ndarray,
+    class_mass: np.ndarray,
+    num_iters: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sinkhorn's ``u = a / (K v)``, ``v = b / (K^T u)`` on the augmented problem: rows are the
+    candidates then the class dustbins (whose kernel rows are all 1: cost 0), columns the slots
+    then the class dustbins; ``a = [supply, class capacity]``, ``b = [capacity, class mass]``."""
+    n, g = len(supply), len(class_mass)
     a_dust = np.zeros(g)
     for i in range(n):
         a_dust[cls[i]] += capacity[i]
-    u = np.ones(n + g)
-    v = np.ones(n + g)
-    row_sum = np.empty(n + g)
-    col_sum = np.empty(n + g)
-    tiny = 2.2250738585072014e-308
+    u, v = np.ones(n + g), np.ones(n + g)
+    row_sum, col_sum = np.empty(n + g), np.empty(n + g)
+    tiny = 2.2250738585072014e-308  # as the tensor path's clamp
     for _ in range(num_iters):
-        # u = a / (K v): candidate rows over their entries; dustbin rows (all 1) over the
-        # class's slots and the corner.
-        for c in range(g):
-            row_sum[n + c] = v[n + c]
+        row_sum[n:] = v[n:]  # dustbin rows: the corner, then their class's slots
         for i in range(n):
             total = 0.0
             for e in range(start[i], start[i + 1]):
@@ -234,12 +267,9 @@ def sinkhorn_nms_kernel(
             u[i] = supply[i] / (row_sum[i] + tiny)
         for c in range(g):
             u[n + c] = a_dust[c] / (row_sum[n + c] + tiny)
-        # v = b / (K^T u): slot columns take their edges' candidates and the dustbin row;
-        # dustbin columns their class's candidates and the corner.
+        col_sum[n:] = u[n:]  # dustbin columns: the corner, then their class's candidates
         for j in range(n):
-            col_sum[j] = u[n + cls[j]]
-        for c in range(g):
-            col_sum[n + c] = u[n + c]
+            col_sum[j] = u[n + cls[j]]  # the dustbin row
         for i in range(n):
             for e in range(start[i], start[i + 1]):
                 col_sum[col[e]] += kernel[e] * u[i]
@@ -247,45 +277,58 @@ def sinkhorn_nms_kernel(
             v[j] = capacity[j] / (col_sum[j] + tiny)
         for c in range(g):
             v[n + c] = class_mass[c] / (col_sum[n + c] + tiny)
+    return u, v
 
-    # Decode: seed i's row, up to u_i: kernel * v. Claims by better-ranked slots; greedy pass.
-    rank = np.empty(n, np.int64)
-    by_rank = np.argsort(-scores, kind="mergesort")  # stable: ties by lower index
-    for r in range(n):
-        rank[by_rank[r]] = r
+
+@njit(cache=True)
+def _decode(
+    kernel: np.ndarray, v: np.ndarray, start: np.ndarray, col: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    """Greedy NMS over plan claims, exactly, in rank order (score, then lower index): seed
+    ``i`` (row entries ``kernel * v``, up to ``u_i``) survives unless its dustbin entry beats
+    its own slot's, or a kept better-ranked slot's entry is at least as large."""
+    n = len(scores)
     keep = np.zeros(n, np.bool_)
+    by_rank = np.argsort(-scores, kind="mergesort")  # stable: ties by lower index
+    rank = np.empty(n, np.int64)
+    rank[by_rank] = np.arange(n)
     for r in range(n):
         i = by_rank[r]
-        if supply[i] <= 0:
+        if scores[i] <= 0:
             continue
-        own = 0.0
-        for e in range(start[i], start[i + 1]):
-            if col[e] == i:
-                own = kernel[e] * v[i]
-        alive = True
-        for e in range(start[i], start[i + 1]):
+        own = kernel[start[i]] * v[i]  # the self entry comes first
+        last = start[i + 1] - 1  # the dustbin entry comes last
+        alive = kernel[last] * v[col[last]] <= own
+        for e in range(start[i] + 1, last):
             j = col[e]
-            value = kernel[e] * v[j]
-            if j >= n:
-                if value > own:
-                    alive = False
-            elif j != i and rank[j] < r and keep[j] and value >= own:
+            if alive and rank[j] < r and keep[j] and kernel[e] * v[j] >= own:
                 alive = False
         keep[i] = alive
+    return keep
 
-    out = boxes.copy()
-    if fuse:
-        weight = np.zeros(n)
-        acc = np.zeros((n, 4))
-        for i in range(n):
-            for e in range(start[i], start[i + 1]):
-                j = col[e]
-                if j < n:
-                    p = u[i] * kernel[e] * v[j]
-                    weight[j] += p
-                    for t in range(4):  # scalar loops: array expressions allocate
-                        acc[j, t] += p * boxes[i, t]
-        for j in range(n):
-            for t in range(4):
-                out[j, t] = (acc[j, t] + _TINY_FUSE * boxes[j, t]) / (weight[j] + _TINY_FUSE)
-    return keep, out
+
+@njit(cache=True)
+def _fuse(
+    kernel: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    start: np.ndarray,
+    col: np.ndarray,
+    boxes: np.ndarray,
+) -> np.ndarray:
+    """Plan-weighted box of every slot (dustbin row excluded; the seed weighted tiny)."""
+    n = len(boxes)
+    weight = np.zeros(n)
+    acc = np.zeros((n, 4))
+    for i in range(n):
+        for e in range(start[i], start[i + 1] - 1):
+            j = col[e]
+            p = u[i] * kernel[e] * v[j]
+            weight[j] += p
+            for t in range(4):  # scalar loops: array expressions allocate
+                acc[j, t] += p * boxes[i, t]
+    out = np.empty_like(boxes)
+    for j in range(n):
+        for t in range(4):
+            out[j, t] = (acc[j, t] + _TINY_FUSE * boxes[j, t]) / (weight[j] + _TINY_FUSE)
+    return out
