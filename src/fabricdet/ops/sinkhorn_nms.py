@@ -11,12 +11,12 @@ stays in it. The transport plan ``P`` solves the balanced problem of
 (:func:`fabricdet.ops.sinkhorn.add_dustbin`, one dustbin pair per class: :func:`class_dustbins`)::
 
     C_ij = w_sp * relu(theta - sigma(b_i, b_seed(j))) / theta              spatial
-         + w_ft * relu(d_ij - mu) / (1 - mu),  d_ij = 1 - cos(f_i, f_seed(j))  appearance
+         + w_ft * A_ij,  A_ij = relu(d_ij - mu) / (1 - mu),  d_ij = 1 - cos(f_i, f_seed(j))
          + w_q  * r * tanh((log s_i - log s_seed(j)) / r)                  quality prior
          + BIG * [l_i != l_seed(j)]                                         (unless class-agnostic)
 
     a_i = s_i                            candidate supply: its confidence
-    k_ij = exp(-(1 - cos(f_i, f_seed(j))) / tau) * [l_i == l_seed(j)]     (1 without embeddings)
+    k_ij = exp(-A_ij / tau) * [l_i == l_seed(j)]     (1 without embeddings)
     c_j = sum_{i ~ j} a_i k_ij           slot capacity: the mass around it that looks like its seed
     cost of the dustbin column (candidate explained by no slot) = delta; of the dustbin row = 0.
 
@@ -46,7 +46,9 @@ whole class mass (never binding, greedy-like); with them, mass of a different-lo
 cannot be absorbed. ``i ~ j`` are the same-class candidates that can reach slot ``j`` at all,
 ``sigma >= m`` (:func:`similarity_floor`; every same-class candidate when there is no floor):
 look-alikes elsewhere in the image cannot be matched to ``j``, so they must not loosen its
-capacity (and the eval path then needs no class-wide appearance matrix).
+capacity (and the eval path then needs no class-wide appearance matrix). The capacity kernel
+sees looks through the same margin as the cost: a candidate within ``mu`` of its seed's look
+costs nothing to match, and it counts fully toward the capacity.
 
 Outputs
 -------
@@ -434,14 +436,15 @@ class SinkhornNMS(nn.Module):
         emb = F.normalize(embeddings.to(cost.dtype), dim=-1)
         seed_emb = torch.gather(emb, 1, slot_index.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
         dissim = 1.0 - emb @ seed_emb.transpose(1, 2)
-        kernel = torch.exp(-dissim / self.capacity_temperature)
+        look = appearance_cost(dissim, self.feature_margin)
+        kernel = torch.exp(-look / self.capacity_temperature)
         floor = similarity_floor(
             theta, self.eps, self.spatial_weight, self.dustbin_cost,
             self.quality_weight * self.quality_range,
         )  # fmt: skip
         if floor is not None:  # only candidates that can reach the slot count in its capacity
             kernel = kernel * (sigma >= floor)
-        return cost + self.feature_weight * appearance_cost(dissim, self.feature_margin), kernel
+        return cost + self.feature_weight * look, kernel
 
     @staticmethod
     def _decode(

@@ -217,8 +217,9 @@ def _kernel(
                     d = 1.0
                     for t in range(dim):
                         d -= embeddings[i, t] * embeddings[j, t]
-                    cost += w_ft * (max(d - margin, 0.0) / (1.0 - margin) if margin else d)
-                    total += supply[j] * math.exp(-d / tau)
+                    look = max(d - margin, 0.0) / (1.0 - margin) if margin else d
+                    cost += w_ft * look
+                    total += supply[j] * math.exp(-look / tau)
                 ratio = log_s[i] - log_s[j]
                 if math.isinf(q_range):
                     cost += w_q * ratio

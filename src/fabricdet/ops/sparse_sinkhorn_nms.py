@@ -246,9 +246,9 @@ def _csr(crow: Tensor, columns: Tensor, values: Tensor) -> Tensor:
 
 
 def _appearance(
-    embeddings: Tensor, supply: Tensor, nb: Neighbourhoods, tau: float
+    embeddings: Tensor, supply: Tensor, nb: Neighbourhoods, tau: float, margin: float
 ) -> tuple[Tensor, Tensor]:
-    """Cosine dissimilarity on the entries and the capacities ``sum_{i ~ j} a_i k_ij``.
+    """Appearance cost on the entries and the capacities ``sum_{i ~ j} a_i k_ij``.
 
     The pattern is symmetric, so row ``j``'s edges are exactly the candidates that reach slot
     ``j``: the capacity is a sum over its row.
@@ -257,15 +257,17 @@ def _appearance(
         embeddings (Tensor[N, D]) and supply (Tensor[N]) in sorted order.
 
     Returns:
-        dissimilarity (Tensor[E]) (0 on dustbin entries), capacity (Tensor[N]).
+        appearance cost ``relu(d - mu) / (1 - mu)`` (Tensor[E]) (0 on dustbin entries),
+        capacity (Tensor[N]).
     """
     n = len(supply)
     dust = nb.col >= n
     col = torch.where(dust, nb.row, nb.col)  # the row itself on dustbin entries: dissim 0
     emb = F.normalize(embeddings.to(supply.dtype), dim=-1)
     dissim = 1.0 - (emb.index_select(0, nb.row) * emb.index_select(0, col)).sum(-1)
-    mass = (supply.index_select(0, col) * torch.exp(-dissim / tau)).masked_fill_(dust, 0.0)
-    return dissim, torch.zeros_like(supply).index_add_(0, nb.row, mass)
+    look = appearance_cost(dissim, margin)
+    mass = (supply.index_select(0, col) * torch.exp(-look / tau)).masked_fill_(dust, 0.0)
+    return look, torch.zeros_like(supply).index_add_(0, nb.row, mass)
 
 
 def _survivors(value: Tensor, nb: Neighbourhoods, supply: Tensor, max_passes: int) -> Tensor:
@@ -376,10 +378,10 @@ def sparse_sinkhorn_nms(
     if embeddings is None:
         capacity = class_mass.index_select(0, cls)
     else:
-        dissim, capacity = _appearance(
-            embeddings.index_select(0, nb.order), supply, nb, capacity_temperature
+        look, capacity = _appearance(
+            embeddings.index_select(0, nb.order), supply, nb, capacity_temperature, feature_margin
         )
-        cost = cost + feature_weight * appearance_cost(dissim, feature_margin)
+        cost = cost + feature_weight * look
     cost = cost.masked_fill(dust, dustbin_cost)
     # Quality prior of candidate -> slot edges (none on dustbins). It is odd in the log-ratio,
     # so K^T's entry (p, q), which is K's (q, p), carries its negative.
