@@ -93,8 +93,9 @@ _BIG = 1e4
 
 
 # Passes of the hard decode's fixed-point iteration: claim chains of real candidates are a few
-# links long, and a pass over K slots is one small matrix-vector product.
-DECODE_ITERS = 32
+# links long, and each pass over K slots is a K x K matrix-vector product (the export decodes
+# K = 1000 slots, so passes are not free).
+DECODE_ITERS = 16
 
 # Margin, in units of eps, by which a pair below the similarity floor costs more than the dustbin.
 _MARGIN = 20.0
