@@ -63,9 +63,12 @@ def _edges(
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
     w = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
     h = np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
     half = np.full(n, np.inf)  # infinite reach: every pair of the class
+    half_y = np.full(n, np.inf)
     if math.isfinite(reach):
         half = np.maximum(w / 2, reach * np.sqrt(w * h))
+        half_y = np.maximum(h / 2, reach * np.sqrt(w * h))
     left = cx - half
     if math.isfinite(reach):  # classes moved apart along x (torchvision's offset trick)
         stride = 2.0 * (boxes[:, 2].max() - boxes[:, 0].min() + 2.0 * half.max()) + 1.0
@@ -85,6 +88,8 @@ def _edges(
             q = order[c]
             if cls[q] != cls[p] or left[q] > right:
                 break
+            if abs(cy[p] - cy[q]) > half_y[p] + half_y[q]:  # the same bound along y
+                continue
             s = _similarity(boxes, p, q, kind, scale)
             if s >= floor:
                 if m == cap:
