@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -21,6 +22,13 @@ class SinkhornNMSConfig:
     dustbin_cost: float = 3.0
     overlap: str = "iou+nwd"
     fuse_boxes: bool = True  # plan-weighted fused boxes, else each kept seed's own box
+
+    def solver_options(self, eps: float) -> dict[str, Any]:
+        """Keyword options of SinkhornNMS (and of ``batched_nms(method="sinkhorn")``) at
+        entropy ``eps``, every field but the IoU threshold and the annealing start."""
+        options = asdict(self)
+        del options["iou_threshold"], options["eps_start"]
+        return {**options, "eps": eps}
 
 
 @dataclass

@@ -130,7 +130,7 @@ def _iterate_hybrid(log_k: Tensor, a: Tensor, b: Tensor, valid: Tensor, max_iter
     the row), which is harmless when ``cost / eps`` is bounded (SinkhornNMS) but not for tiny
     eps: use the log domain there. Why: left to underflow they pass through the denormal range,
     in ``exp`` and in every rescaling after it, and denormal arithmetic takes a slow path on
-    x86 CPUs (the iterations over a SinkhornNMS kernel ran 4x slower).
+    x86 CPUs (the iterations over a SinkhornNMS kernel ran several times slower).
 
     Returns:
         plan (Tensor[..., N, M]).
