@@ -5,7 +5,8 @@ threshold: objects of 20 classes (compact defects and thin threads up to 1:100),
 cluster of jittered boxes with decaying scores and some class confusion, plus low-score clutter.
 
 For N in {100, 1000, 5000} it prints the median latency of each method (eval decode), of
-SinkhornNMS forward+backward in training mode, the ratio to torchvision's ``batched_nms``
+SinkhornNMS forward+backward in training mode (the edge-list solve the detector trains with,
+and the dense one that export traces), the ratio to torchvision's ``batched_nms``
 measured in the same run, and how often each method's kept set agrees with greedy NMS.
 ``sinkhorn`` is the sparse eval path of ``batched_nms`` (on CPU the compiled kernel, warmed up
 before timing: its first call compiles), ``sinkhorn-torch`` the same on tensor ops (the CUDA
@@ -79,12 +80,15 @@ def median_ms(fn: Callable[[], object], repeats: int, device: str) -> float:
     return 1e3 * statistics.median(times)
 
 
-def train_step(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, slots: int) -> None:
-    """SinkhornNMS forward + backward as in training: embeddings, K slots, all outputs used."""
+def train_step(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, slots: int, edges: bool
+) -> None:
+    """SinkhornNMS forward + backward as in training: embeddings, K slots, all outputs used;
+    ``edges``: the edge-list solve the detector trains with, else the dense one."""
     b = boxes.unsqueeze(0).clone().requires_grad_(True)
     s = scores.unsqueeze(0).clone().requires_grad_(True)
     e = torch.randn(1, len(scores), 16, device=boxes.device, requires_grad=True)
-    out = SinkhornNMS(max_slots=slots)(b, s, labels.unsqueeze(0), e)
+    out = SinkhornNMS(max_slots=slots, edges=edges)(b, s, labels.unsqueeze(0), e)
     (out.keep_prob.sum() + out.boxes.sum() * 1e-3).backward()
 
 
@@ -119,10 +123,13 @@ def rows_for_size(
         jacc = len(kept & greedy_keep) / max(1, len(kept | greedy_keep))
         rows.append(f"| {n} | {method} | {ms:.2f} | {ms / base:.1f} | {jacc:.1%} |")
     if train:
-        ms = median_ms(lambda: train_step(boxes, scores, labels, slots), repeats, device)
-        rows.append(
-            f"| {n} | sinkhorn train fwd+bwd (K={slots}) | {ms:.2f} | {ms / base:.1f} | - |"
-        )
+        for edges, name in ((True, "edges"), (False, "dense")):
+            ms = median_ms(lambda e=edges: train_step(boxes, scores, labels, slots, e), repeats,
+                           device)  # fmt: skip
+            rows.append(
+                f"| {n} | sinkhorn train fwd+bwd, {name} (K={slots}) | {ms:.2f} | "
+                f"{ms / base:.1f} | - |"
+            )
     return rows
 
 

@@ -90,6 +90,7 @@ class ExportableDetector(nn.Module):
         nms.eps = cfg.sinkhorn.eps
         nms.num_iters = cfg.sinkhorn.num_iters
         nms.max_slots = None
+        nms.edges = False  # a static graph: the dense solve
         self.nms = nms
 
     @property

@@ -44,7 +44,7 @@ from torch import Tensor
 # NaN; far below any log-kernel value a real problem produces (|C| / eps <= ~1e7).
 _NEG = -1e9
 # Hybrid solver: kernel entries this far (in nats) below their row's best are set to 0.
-_HYBRID_CUTOFF = -60.0
+HYBRID_CUTOFF = -60.0
 
 GradMode = Literal["unrolled", "implicit"]
 SolverMode = Literal["log", "hybrid"]
@@ -137,8 +137,8 @@ def _iterate_hybrid(log_k: Tensor, a: Tensor, b: Tensor, valid: Tensor, max_iter
     """
     log_k = log_k.masked_fill(~valid, _NEG)
     stable = log_k - log_k.amax(-1, keepdim=True).detach()
-    kept = valid & (stable > _HYBRID_CUTOFF)
-    plan = torch.where(kept, torch.exp(stable.clamp_min(_HYBRID_CUTOFF)), 0.0)
+    kept = valid & (stable > HYBRID_CUTOFF)
+    plan = torch.where(kept, torch.exp(stable.clamp_min(HYBRID_CUTOFF)), 0.0)
     tiny = torch.finfo(plan.dtype).tiny
     for _ in range(max_iter):
         plan = plan * (a / plan.sum(-1).clamp_min(tiny)).unsqueeze(-1)

@@ -77,7 +77,6 @@ eps down to 1e-3 of the cost scale; K is static (no host sync to count scores ab
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -86,6 +85,8 @@ from torch import Tensor, nn
 
 from fabricdet.ops.boxes import NWD_SCALE, OverlapKind, check_finite, pairwise_overlap
 from fabricdet.ops.sinkhorn import GradMode, SolverMode, sinkhorn
+from fabricdet.ops.sinkhorn_nms_edges import PlanEntries, edge_plan
+from fabricdet.ops.sinkhorn_nms_terms import appearance_cost, quality_prior, similarity_floor
 
 # Cost of pairing across classes: large enough that exp(-BIG / eps) is exactly 0 in float32 for
 # any eps <= 1, small enough to keep the solver's log-kernel finite.
@@ -96,41 +97,6 @@ _BIG = 1e4
 # links long, and each pass over K slots is a K x K matrix-vector product (the export decodes
 # K = 1000 slots, so passes are not free).
 DECODE_ITERS = 16
-
-# Margin, in units of eps, by which a pair below the similarity floor costs more than the dustbin.
-_MARGIN = 20.0
-
-
-def similarity_floor(
-    iou_threshold: float,
-    eps: float,
-    spatial_weight: float,
-    dustbin_cost: float,
-    quality_bound: float,
-) -> float | None:
-    """``m``: a pair with ``sigma < m`` costs at least ``dustbin_cost + 20 eps`` whatever the
-    scores and looks (``quality_bound = w_q r`` bounds the prior's pull), so it carries no
-    mass at any ``eps``: ``m = theta (1 - (delta + w_q r + 20 eps) / w_sp)``, 0.25 with the
-    defaults. None: no such ``m > 0``, every same-class pair counts."""
-    if spatial_weight <= 0 or math.isinf(quality_bound):
-        return None
-    m = iou_threshold * (1.0 - (dustbin_cost + quality_bound + _MARGIN * eps) / spatial_weight)
-    return m if m > 1e-6 else None
-
-
-def appearance_cost(dissim: Tensor, margin: float) -> Tensor:
-    """``relu(d - mu) / (1 - mu)`` of the embedding dissimilarity ``d = 1 - cos`` (``[0, 2]``)."""
-    if margin == 0.0:
-        return dissim
-    return torch.relu(dissim - margin) / (1.0 - margin)
-
-
-def quality_prior(log_ratio: Tensor, weight: float, saturation: float) -> Tensor:
-    """``w_q r tanh(log_ratio / r)``: the quality prior, odd and strictly increasing in
-    ``log_ratio = log s_i - log s_seed`` and bounded by ``w_q r`` (raw for ``r = inf``)."""
-    if math.isinf(saturation):
-        return weight * log_ratio
-    return (weight * saturation) * torch.tanh(log_ratio / saturation)
 
 
 def class_dustbins(
@@ -186,6 +152,10 @@ def class_dustbins(
     )
 
 
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def greedy_fixed_point(seed_rows: Tensor, own: Tensor, alive: Tensor, max_passes: int) -> Tensor:
     """The hard decode: greedy NMS with "slot ``j'`` claims seed ``j``" for "IoU above theta".
 
@@ -211,10 +181,16 @@ def greedy_fixed_point(seed_rows: Tensor, own: Tensor, alive: Tensor, max_passes
     claims = ((seed_rows[..., :k] >= own.unsqueeze(-1)) & better).to(own.dtype)
     alive = alive & ~(seed_rows[..., k:].amax(-1) > own)
     keep = alive
+    # Stop once a pass changes nothing where that test is free (eager, on CPU); on a GPU it
+    # would synchronise with the host, and traced graphs need a fixed number of passes.
+    settle = own.device.type == "cpu" and not _tracing()
     for _ in range(max_passes):
         # A matrix-vector product rather than an any() over [B, K, K]: the cheap reduction.
         claimed = (claims @ keep.to(own.dtype).unsqueeze(-1)).squeeze(-1) > 0
-        keep = alive & ~claimed
+        new = alive & ~claimed
+        if settle and torch.equal(new, keep):
+            break
+        keep = new
     return keep
 
 
@@ -271,6 +247,11 @@ class SinkhornNMS(nn.Module):
         fuse_boxes: output plan-weighted fused boxes (default) or each slot's seed box.
         num_classes: labels lie in ``0 .. num_classes - 1``: the static number of per-class
             dustbins (needed for tracing and export; ``None``: read from the labels).
+        edges: solve on the pairs that can carry mass
+            (:mod:`fabricdet.ops.sinkhorn_nms_edges`; the same plan up to ``exp(-20)`` of a
+            row's mass, several times faster forward and backward, but it reads edge counts on
+            the host). Used in eager mode with unrolled gradients; while tracing (compile,
+            export) and with ``grad="implicit"`` the dense solve runs.
     """
 
     def __init__(
@@ -294,6 +275,7 @@ class SinkhornNMS(nn.Module):
         decode_iters: int = DECODE_ITERS,
         fuse_boxes: bool = True,
         num_classes: int | None = None,
+        edges: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < iou_threshold <= 1.0:
@@ -323,6 +305,7 @@ class SinkhornNMS(nn.Module):
         self.decode_iters = decode_iters
         self.fuse_boxes = fuse_boxes
         self.num_classes = num_classes
+        self.edges = edges
 
     def extra_repr(self) -> str:
         return (
@@ -377,27 +360,56 @@ class SinkhornNMS(nn.Module):
         ranked = scores.masked_fill(~mask, -1.0)
         slot_index = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :k]
         slot_mask = torch.gather(mask, 1, slot_index)
+        num_groups = self._num_dustbins(labels_eff, labels is None or self.class_agnostic)
+        if self.edges and self.grad == "unrolled" and not _tracing():
+            entries = edge_plan(
+                boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask, num_groups,
+                iou_threshold=self.iou_threshold, eps=self.eps, num_iters=self.num_iters,
+                spatial_weight=self.spatial_weight, feature_weight=self.feature_weight,
+                feature_margin=self.feature_margin, quality_weight=self.quality_weight,
+                quality_range=self.quality_range, dustbin_cost=self.dustbin_cost,
+                capacity_temperature=self.capacity_temperature, overlap=self.overlap,
+                nwd_scale=self.nwd_scale,
+            )  # fmt: skip
+            return _decode_entries(
+                entries, boxes, scores, labels_eff, slot_index, slot_mask, num_groups,
+                self.decode_iters, self.fuse_boxes,
+            )  # fmt: skip
+        plan = self._dense_plan(
+            boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask, num_groups
+        )
+        return self._decode(
+            plan, boxes, scores, labels_eff, slot_index, slot_mask, n, k, batch,
+            self.decode_iters, self.fuse_boxes,
+        )  # fmt: skip
+
+    def _dense_plan(
+        self,
+        boxes: Tensor,
+        scores: Tensor,
+        labels: Tensor,
+        embeddings: Tensor | None,
+        mask: Tensor,
+        slot_index: Tensor,
+        slot_mask: Tensor,
+        num_groups: int,
+    ) -> Tensor:
+        """The plan over every candidate-slot pair, ``Tensor[B, N + G, K + G]``."""
         seed_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))
         seed_scores = torch.gather(scores, 1, slot_index)
-        seed_labels = torch.gather(labels_eff, 1, slot_index)
-        same_class = labels_eff.unsqueeze(-1) == seed_labels.unsqueeze(-2)  # [B, N, K]
-
+        seed_labels = torch.gather(labels, 1, slot_index)
+        same_class = labels.unsqueeze(-1) == seed_labels.unsqueeze(-2)  # [B, N, K]
         cost, kernel = self._cost(boxes, scores, seed_boxes, seed_scores, embeddings, slot_index)
         cost = torch.where(same_class, cost, torch.full_like(cost, _BIG))
         supply = scores * mask
         capacity = ((supply.unsqueeze(-1) * kernel) * same_class).sum(1)  # [B, K]
-
         aug_cost, a, b, row_mask, col_mask = class_dustbins(
-            cost, supply, capacity, labels_eff, seed_labels, mask, slot_mask, self.dustbin_cost,
-            self._num_dustbins(labels_eff, labels is None or self.class_agnostic),
+            cost, supply, capacity, labels, seed_labels, mask, slot_mask, self.dustbin_cost,
+            num_groups,
         )  # fmt: skip
-        plan = sinkhorn(
+        return sinkhorn(
             aug_cost, a, b, self.eps, max_iter=self.num_iters, tol=None,
             row_mask=row_mask, col_mask=col_mask, grad=self.grad, mode=self.solver_mode,
-        )  # fmt: skip
-        return self._decode(
-            plan, boxes, scores, labels_eff, slot_index, slot_mask, n, k, batch,
-            self.decode_iters, self.fuse_boxes,
         )  # fmt: skip
 
     def _num_dustbins(self, labels: Tensor, agnostic: bool) -> int:
@@ -405,7 +417,7 @@ class SinkhornNMS(nn.Module):
             return 1
         if self.num_classes is not None:
             return self.num_classes
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if _tracing():
             raise ValueError("SinkhornNMS needs num_classes to trace or export with labels")
         return int(labels.max()) + 1 if labels.numel() else 1  # host sync
 
@@ -489,3 +501,70 @@ class SinkhornNMS(nn.Module):
             survival=survival,
             plan=plan,
         )
+
+
+def _decode_entries(
+    plan: PlanEntries,
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    slot_index: Tensor,
+    slot_mask: Tensor,
+    num_groups: int,
+    decode_iters: int,
+    fuse_boxes: bool,
+) -> SinkhornNMSOutput:
+    """:meth:`SinkhornNMS._decode` of a plan given by its entries (the edge-list solve): the
+    same outputs, without the dense ``[B, N + G, K + G]`` intermediates in the backward pass."""
+    batch, n = scores.shape
+    k = slot_index.shape[1]
+    dev = scores.device
+    # Candidate -> slot entries, in flat indices: candidate b * N + i, slot b * K + j.
+    at = ((plan.row < n) & (plan.col < k)).nonzero().squeeze(1)
+    mass = plan.value.index_select(0, at)
+    image = plan.image.index_select(0, at)
+    cand = image * n + plan.row.index_select(0, at)
+    slot = image * k + plan.col.index_select(0, at)
+    seeds = (slot_index + torch.arange(batch, device=dev).unsqueeze(1) * n).flatten()
+    own_at = (cand == seeds.index_select(0, slot)).nonzero().squeeze(1)
+    own = mass.new_zeros(batch * k).index_add(0, slot.index_select(0, own_at),
+                                              mass.index_select(0, own_at))  # fmt: skip
+    own = own.view(batch, k)
+    seed_scores = torch.gather(scores, 1, slot_index)
+    keep_prob = own / seed_scores.clamp_min(1e-12) * slot_mask
+
+    with torch.no_grad():  # the hard decode: each seed's row of the plan, [B, K, K + G]
+        slot_of = torch.full((batch * n,), -1, dtype=torch.long, device=dev)
+        slot_of[seeds] = torch.arange(batch * k, device=dev)
+        rows = plan.image * n + plan.row.clamp_max(n - 1)
+        seed_at = ((plan.row < n) & (slot_of.index_select(0, rows) >= 0)).nonzero().squeeze(1)
+        width = k + num_groups
+        flat = slot_of.index_select(0, rows.index_select(0, seed_at)) * width
+        flat += plan.col.index_select(0, seed_at)
+        seed_rows = mass.new_zeros(batch * k * width).index_put_(
+            (flat,), plan.value.detach().index_select(0, seed_at)
+        )
+        keep = greedy_fixed_point(seed_rows.view(batch, k, width), own.detach(),
+                                  slot_mask & (seed_scores > 0), decode_iters)  # fmt: skip
+
+    out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
+    if fuse_boxes:  # plan-weighted; a tiny weight on the seed keeps empty slots at the seed
+        tiny = 1e-6
+        weighted = boxes.to(mass.dtype).flatten(0, 1).index_select(0, cand) * mass.unsqueeze(1)
+        fused = mass.new_zeros(batch * k, 4).index_add(0, slot, weighted).view(batch, k, 4)
+        total = mass.new_zeros(batch * k).index_add(0, slot, mass).view(batch, k, 1)
+        out_boxes = (fused + tiny * out_boxes) / (total + tiny)
+
+    survival = torch.zeros(batch, n, dtype=keep_prob.dtype, device=scores.device)
+    survival = survival.scatter(1, slot_index, keep_prob)
+    return SinkhornNMSOutput(
+        slot_index=slot_index,
+        slot_mask=slot_mask,
+        keep_prob=keep_prob,
+        keep=keep,
+        boxes=out_boxes.to(boxes.dtype),
+        scores=seed_scores,
+        labels=torch.gather(labels, 1, slot_index),
+        survival=survival,
+        plan=plan.dense(batch, n + num_groups, k + num_groups),
+    )

@@ -82,27 +82,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fabricdet.ops.boxes import NWD_SCALE, OverlapKind, box_terms, terms_overlap
-from fabricdet.ops.sinkhorn_nms import (
-    DECODE_ITERS,
+from fabricdet.ops.sinkhorn_nms import DECODE_ITERS
+from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, sinkhorn_nms_kernel
+from fabricdet.ops.sinkhorn_nms_terms import (
     appearance_cost,
+    neighbourhood_reach,
     quality_prior,
     similarity_floor,
 )
-from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, sinkhorn_nms_kernel
 
 Backend = Literal["auto", "kernel", "torch"]
 
 # Weight of the seed box in its fused box, as in the dense decode.
 _TINY_FUSE = 1e-6
-
-
-def neighbourhood_reach(overlap: OverlapKind, nwd_scale: float, floor: float | None) -> float:
-    """Interval half-width per unit of box size that holds every pair with sigma >= floor."""
-    if floor is None:
-        return math.inf  # every same-class pair
-    if overlap in ("iou", "diou"):
-        return 0.0  # disjoint boxes have IoU 0 and DIoU < 0
-    return nwd_scale * math.log(1.0 / floor) * (1.0 + 1e-3)  # slack for rounding
 
 
 class Neighbourhoods(NamedTuple):
