@@ -20,6 +20,8 @@ import math
 import numpy as np
 from numba import njit
 
+from fabricdet.ops.sinkhorn import HYBRID_CUTOFF
+
 # Overlap kinds, as integers for the kernel.
 OVERLAP_CODES = {"iou": 0, "diou": 1, "nwd": 2, "iou+nwd": 3}
 _EPS = 1e-9  # as fabricdet.ops.boxes
@@ -28,8 +30,11 @@ _TINY_FUSE = 1e-6  # weight of the seed box in its fused box, as the PyTorch pat
 
 
 @njit(cache=True, inline="always")
-def _similarity(b: np.ndarray, p: int, q: int, kind: int, scale: float) -> float:
-    """``fabricdet.ops.boxes`` similarity of boxes ``p`` and ``q`` (rows of ``b``, xyxy)."""
+def _similarity(b: np.ndarray, p: int, q: int, kind: int, scale: float, log_floor: float) -> float:
+    """``fabricdet.ops.boxes`` similarity of boxes ``p`` and ``q`` (rows of ``b``, xyxy).
+
+    For ``"iou+nwd"`` the exp of the Wasserstein term is skipped when its exponent shows it
+    below ``exp(log_floor)``: the result, IoU, is then exact or below the floor too."""
     ax1, ay1, ax2, ay2 = b[p, 0], b[p, 1], b[p, 2], b[p, 3]
     bx1, by1, bx2, by2 = b[q, 0], b[q, 1], b[q, 2], b[q, 3]
     aw, ah = max(ax2 - ax1, 0.0), max(ay2 - ay1, 0.0)
@@ -49,7 +54,10 @@ def _similarity(b: np.ndarray, p: int, q: int, kind: int, scale: float) -> float
     w2sq = dx * dx + dy * dy + ((aw - bw) ** 2 + (ah - bh) ** 2) / 4
     w2 = math.sqrt(w2sq + _EPS) - math.sqrt(_EPS)
     size = max(math.sqrt(aw * ah + _EPS), math.sqrt(bw * bh + _EPS))
-    nwd = math.exp(max(-w2 / max(scale * size, _EPS), _MIN_LOG_NWD))
+    exponent = max(-w2 / max(scale * size, _EPS), _MIN_LOG_NWD)
+    if kind == 3 and exponent < log_floor:
+        return iou
+    nwd = math.exp(exponent)
     return nwd if kind == 2 else max(iou, nwd)
 
 
@@ -76,6 +84,7 @@ def _edges(
     else:
         key = cls.astype(np.float64)
     order = np.argsort(key, kind="mergesort")  # by class, then left end
+    log_floor = math.log(floor) if floor > 0 else -np.inf
     cap = 8 * n + 16
     first = np.empty(cap, np.int64)
     second = np.empty(cap, np.int64)
@@ -90,7 +99,7 @@ def _edges(
                 break
             if abs(cy[p] - cy[q]) > half_y[p] + half_y[q]:  # the same bound along y
                 continue
-            s = _similarity(boxes, p, q, kind, scale)
+            s = _similarity(boxes, p, q, kind, scale, log_floor)
             if s >= floor:
                 if m == cap:
                     cap *= 2
@@ -207,6 +216,11 @@ def _kernel(
     n = len(supply)
     dim = embeddings.shape[1]
     log_s = np.log(np.maximum(supply, 1e-6))
+    # tanh(log(x) / r) = (x^(2/r) - 1) / (x^(2/r) + 1): with powers of the scores computed once
+    # per candidate, the prior costs no transcendental function per entry (exp and tanh per
+    # entry were most of this function's time). Large exponents (tiny r) would overflow.
+    rational = not math.isinf(q_range) and q_range >= 0.05
+    power = np.exp(log_s * (2.0 / q_range)) if rational else log_s
     kernel = np.empty(len(col))
     capacity = np.empty(n)
     for i in range(n):
@@ -225,15 +239,18 @@ def _kernel(
                     look = max(d - margin, 0.0) / (1.0 - margin) if margin else d
                     cost += w_ft * look
                     total += supply[j] * math.exp(-look / tau)
-                ratio = log_s[i] - log_s[j]
-                if math.isinf(q_range):
-                    cost += w_q * ratio
+                if rational:
+                    y = power[i] / power[j]
+                    cost += w_q * q_range * (y - 1.0) / (y + 1.0)
+                elif math.isinf(q_range):
+                    cost += w_q * (log_s[i] - log_s[j])
                 else:
-                    cost += w_q * q_range * math.tanh(ratio / q_range)
+                    cost += w_q * q_range * math.tanh((log_s[i] - log_s[j]) / q_range)
                 kernel[e] = -cost / eps
             best = max(best, kernel[e])
-        for e in range(start[i], start[i + 1]):
-            kernel[e] = math.exp(kernel[e] - best)
+        for e in range(start[i], start[i + 1]):  # as the dense solver: 0 below its cutoff
+            stable = kernel[e] - best
+            kernel[e] = math.exp(stable) if stable > HYBRID_CUTOFF else 0.0
         # Without embeddings a slot may absorb its whole class; with them, the look-alike
         # mass that reaches it (its row: the edges are symmetric).
         capacity[i] = total if dim else class_mass[cls[i]]
