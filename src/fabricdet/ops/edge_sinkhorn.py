@@ -36,8 +36,9 @@ def _forward_loops(
     cols: np.ndarray,
     iters: int,
     tiny: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Scalings ``u_t, q_t`` (``[T, R]``) and ``v_t, s_t`` (``[T + 1, C]``, ``v_0 = 1``)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The plan's entries (``[E]``) and the scalings ``u_t, q_t`` (``[T, R]``) and ``v_t, s_t``
+    (``[T + 1, C]``, ``v_0 = 1``)."""
     num_rows, num_cols = len(a), len(b)
     u = np.zeros((iters, num_rows))
     q = np.zeros((iters, num_rows))
@@ -54,7 +55,10 @@ def _forward_loops(
         for c in range(num_cols):
             s[t + 1, c] += tiny
             v[t + 1, c] = b[c] / s[t + 1, c]
-    return u, q, v, s
+    entries = np.empty(len(kernel))
+    for e in range(len(kernel)):
+        entries[e] = u[iters - 1, rows[e]] * kernel[e] * v[iters, cols[e]]
+    return entries, u, q, v, s
 
 
 @njit(cache=True)
@@ -164,15 +168,15 @@ class _EdgeSinkhorn(torch.autograd.Function):
     ) -> Tensor:
         tiny = float(torch.finfo(kernel.dtype).tiny)
         if kernel.device.type == "cpu":
-            arrays = (kernel, a, b, rows, cols)
-            k_np, a_np, b_np, r_np, c_np = (x.detach().numpy() for x in arrays)
-            found = _forward_loops(k_np.astype(np.float64), a_np.astype(np.float64),
-                                   b_np.astype(np.float64), r_np, c_np, iters, tiny)  # fmt: skip
-            u, q, v, s = (torch.from_numpy(x) for x in found)
+            found = _forward_loops(
+                *(x.detach().double().numpy() for x in (kernel, a, b)), rows.numpy(),
+                cols.numpy(), iters, tiny,
+            )  # fmt: skip
+            entries, u, q, v, s = (torch.from_numpy(x) for x in found)
         else:
             u, q, v, s = _forward_ops(kernel, a, b, rows, cols, iters, tiny)
+            entries = u[-1].index_select(0, rows) * kernel * v[-1].index_select(0, cols)
         ctx.save_for_backward(kernel, a, rows, cols, u, q, v, s)
-        entries = u[-1].index_select(0, rows) * kernel.to(u.dtype) * v[-1].index_select(0, cols)
         return entries.to(kernel.dtype)
 
     @staticmethod
