@@ -66,8 +66,12 @@ Outputs
 - ``survival[i]``: ``keep_prob`` of the slot candidate ``i`` seeds (0 if it seeds none).
 
 Everything is batched (``[B, N]`` with a padding mask), has static shapes, runs a fixed number
-of Sinkhorn iterations and synchronises with the host only to validate inputs in eager mode,
-so it runs under ``torch.compile`` and exports to ONNX.
+of Sinkhorn iterations and synchronises with the host only in eager mode (to validate inputs
+and, on CPU, where it is free, to stop the decode's fixed point once settled), so it runs
+under ``torch.compile`` and exports to ONNX. With ``edges=True`` eager calls solve the same
+plan on the candidate-slot pairs that can carry mass (:mod:`fabricdet.ops.sinkhorn_nms_edges`):
+about 1% of the pairs at N = 1000, K = 100 and 20 classes, several times faster forward and
+backward, at the cost of reading edge counts on the host; the detector trains that way.
 
 Compared with the authors' code (PAPER.md): the quality term sits on the slot side so it does
 not cancel under row normalisation; marginals are consistent (supplies and capacities with
