@@ -90,7 +90,12 @@ from torch import Tensor, nn
 from fabricdet.ops.boxes import NWD_SCALE, OverlapKind, check_finite, pairwise_overlap
 from fabricdet.ops.sinkhorn import GradMode, SolverMode, sinkhorn
 from fabricdet.ops.sinkhorn_nms_edges import PlanEntries, edge_plan
-from fabricdet.ops.sinkhorn_nms_terms import appearance_cost, quality_prior, similarity_floor
+from fabricdet.ops.sinkhorn_nms_terms import (
+    SEED_FUSE_WEIGHT,
+    appearance_cost,
+    quality_prior,
+    similarity_floor,
+)
 
 # Cost of pairing across classes: large enough that exp(-BIG / eps) is exactly 0 in float32 for
 # any eps <= 1, small enough to keep the solver's log-kernel finite.
@@ -487,24 +492,12 @@ class SinkhornNMS(nn.Module):
         keep = greedy_fixed_point(seed_rows, seed_mass, slot_mask & (seed_scores > 0), decode_iters)
 
         out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
-        if fuse_boxes:  # plan-weighted; a tiny weight on the seed keeps empty slots at the seed
-            tiny = 1e-6
-            fused = match.transpose(1, 2) @ boxes.to(match.dtype) + tiny * out_boxes
-            out_boxes = fused / (match.sum(1).unsqueeze(-1) + tiny)
-
-        survival = torch.zeros(batch, n, dtype=keep_prob.dtype, device=plan.device)
-        survival = survival.scatter(1, slot_index, keep_prob)
-        return SinkhornNMSOutput(
-            slot_index=slot_index,
-            slot_mask=slot_mask,
-            keep_prob=keep_prob,
-            keep=keep,
-            boxes=out_boxes.to(boxes.dtype),
-            scores=seed_scores,
-            labels=torch.gather(labels, 1, slot_index),
-            survival=survival,
-            plan=plan,
-        )
+        if fuse_boxes:  # plan-weighted
+            w = SEED_FUSE_WEIGHT
+            fused = match.transpose(1, 2) @ boxes.to(match.dtype) + w * out_boxes
+            out_boxes = fused / (match.sum(1).unsqueeze(-1) + w)
+        return _output(slot_index, slot_mask, keep_prob, keep, out_boxes.to(boxes.dtype),
+                       seed_scores, labels, n, plan)  # fmt: skip
 
 
 def _decode_entries(
@@ -552,23 +545,31 @@ def _decode_entries(
                                   slot_mask & (seed_scores > 0), decode_iters)  # fmt: skip
 
     out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
-    if fuse_boxes:  # plan-weighted; a tiny weight on the seed keeps empty slots at the seed
-        tiny = 1e-6
+    if fuse_boxes:  # plan-weighted
+        w = SEED_FUSE_WEIGHT
         weighted = boxes.to(mass.dtype).flatten(0, 1).index_select(0, cand) * mass.unsqueeze(1)
         fused = mass.new_zeros(batch * k, 4).index_add(0, slot, weighted).view(batch, k, 4)
         total = mass.new_zeros(batch * k).index_add(0, slot, mass).view(batch, k, 1)
-        out_boxes = (fused + tiny * out_boxes) / (total + tiny)
+        out_boxes = (fused + w * out_boxes) / (total + w)
+    return _output(slot_index, slot_mask, keep_prob, keep, out_boxes.to(boxes.dtype), seed_scores,
+                   labels, n, plan.dense(batch, n + num_groups, k + num_groups))  # fmt: skip
 
-    survival = torch.zeros(batch, n, dtype=keep_prob.dtype, device=scores.device)
-    survival = survival.scatter(1, slot_index, keep_prob)
+
+def _output(
+    slot_index: Tensor,
+    slot_mask: Tensor,
+    keep_prob: Tensor,
+    keep: Tensor,
+    boxes: Tensor,
+    seed_scores: Tensor,
+    labels: Tensor,
+    n: int,
+    plan: Tensor,
+) -> SinkhornNMSOutput:
+    """The output tuple; per-candidate survival is its slot's keep probability."""
+    survival = keep_prob.new_zeros(keep_prob.shape[0], n).scatter(1, slot_index, keep_prob)
     return SinkhornNMSOutput(
-        slot_index=slot_index,
-        slot_mask=slot_mask,
-        keep_prob=keep_prob,
-        keep=keep,
-        boxes=out_boxes.to(boxes.dtype),
-        scores=seed_scores,
-        labels=torch.gather(labels, 1, slot_index),
-        survival=survival,
-        plan=plan.dense(batch, n + num_groups, k + num_groups),
-    )
+        slot_index=slot_index, slot_mask=slot_mask, keep_prob=keep_prob, keep=keep, boxes=boxes,
+        scores=seed_scores, labels=torch.gather(labels, 1, slot_index), survival=survival,
+        plan=plan,
+    )  # fmt: skip

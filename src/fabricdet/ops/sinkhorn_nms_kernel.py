@@ -20,13 +20,15 @@ import math
 import numpy as np
 from numba import njit
 
+# Imported constants are frozen into numba's disk cache, which tracks this file only: touch it
+# if they change.
 from fabricdet.ops.sinkhorn import HYBRID_CUTOFF
+from fabricdet.ops.sinkhorn_nms_terms import SEED_FUSE_WEIGHT
 
 # Overlap kinds, as integers for the kernel.
 OVERLAP_CODES = {"iou": 0, "diou": 1, "nwd": 2, "iou+nwd": 3}
 _EPS = 1e-9  # as fabricdet.ops.boxes
 _MIN_LOG_NWD = -80.0
-_TINY_FUSE = 1e-6  # weight of the seed box in its fused box, as the PyTorch paths
 
 
 @njit(cache=True, inline="always")
@@ -351,7 +353,8 @@ def _fuse(
             for t in range(4):  # scalar loops: array expressions allocate
                 acc[j, t] += p * boxes[i, t]
     out = np.empty_like(boxes)
+    seed = SEED_FUSE_WEIGHT
     for j in range(n):
         for t in range(4):
-            out[j, t] = (acc[j, t] + _TINY_FUSE * boxes[j, t]) / (weight[j] + _TINY_FUSE)
+            out[j, t] = (acc[j, t] + seed * boxes[j, t]) / (weight[j] + seed)
     return out

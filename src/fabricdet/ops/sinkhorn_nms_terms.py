@@ -3,7 +3,8 @@ edge-list training solve (the formulation is in :mod:`fabricdet.ops.sinkhorn_nms
 
 - :func:`similarity_floor`: the similarity ``m`` below which a pair provably carries no mass;
 - :func:`neighbourhood_reach`: how far apart (in box sizes) two boxes with ``sigma >= m`` can be;
-- :func:`appearance_cost`, :func:`quality_prior`: two of the cost's terms.
+- :func:`appearance_cost`, :func:`quality_prior`: two of the cost's terms;
+- :data:`SEED_FUSE_WEIGHT`: the seed's weight in its fused box.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from fabricdet.ops.boxes import OverlapKind
 
 # Margin, in units of eps, by which a pair below the similarity floor costs more than the dustbin.
 _MARGIN = 20.0
+#: Weight of a slot's seed box in its plan-weighted fused box: keeps an empty slot at its seed.
+SEED_FUSE_WEIGHT = 1e-6
 
 
 def similarity_floor(

@@ -86,6 +86,7 @@ from fabricdet.ops.sinkhorn import HYBRID_CUTOFF
 from fabricdet.ops.sinkhorn_nms import DECODE_ITERS
 from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, sinkhorn_nms_kernel
 from fabricdet.ops.sinkhorn_nms_terms import (
+    SEED_FUSE_WEIGHT,
     appearance_cost,
     neighbourhood_reach,
     quality_prior,
@@ -93,9 +94,6 @@ from fabricdet.ops.sinkhorn_nms_terms import (
 )
 
 Backend = Literal["auto", "kernel", "torch"]
-
-# Weight of the seed box in its fused box, as in the dense decode.
-_TINY_FUSE = 1e-6
 
 
 class Neighbourhoods(NamedTuple):
@@ -419,7 +417,7 @@ def sparse_sinkhorn_nms(
     if fuse_boxes:  # plan-weighted (dustbin row excluded), the seed weighted tiny as dense
         weights = torch.cat([box, torch.ones_like(supply).unsqueeze(1)], 1) * u[:n].unsqueeze(1)
         fused = (kt_mat @ torch.cat([weights, weights.new_zeros(g, 5)]))[:n] * v[:n].unsqueeze(1)
-        box = (fused[:, :4] + _TINY_FUSE * box) / (fused[:, 4:] + _TINY_FUSE)
+        box = (fused[:, :4] + SEED_FUSE_WEIGHT * box) / (fused[:, 4:] + SEED_FUSE_WEIGHT)
 
     # Back to input order; kept ones by decreasing score (ties: lower index first).
     keep = torch.empty_like(keep_sorted).index_copy_(0, nb.order, keep_sorted).nonzero()[:, 0]
