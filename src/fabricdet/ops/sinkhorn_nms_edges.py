@@ -66,15 +66,21 @@ class PlanEntries(NamedTuple):
 
 
 def _edges(
-    boxes: Tensor, groups: Tensor, mask: Tensor, seeds: Tensor, slot_mask: Tensor, reach: float
+    boxes: Tensor,
+    groups: Tensor,
+    num_groups: int,
+    mask: Tensor,
+    seeds: Tensor,
+    slot_mask: Tensor,
+    reach: float,
 ) -> tuple[Tensor, Tensor]:
     """Candidate-slot pairs that may have ``sigma >= m`` (a superset; no gradients).
 
     Args:
         boxes (Tensor[B, N, 4]); groups (Tensor[B, N] int64): ``b * G + class`` of each
-            candidate; mask (Tensor[B, N] bool); seeds (Tensor[B * K] int64): ``b * N + i`` of
-            each slot's seed; slot_mask (Tensor[B, K] bool); reach: from
-            :func:`neighbourhood_reach`.
+            candidate, below ``num_groups`` (``B * G``); mask (Tensor[B, N] bool); seeds
+            (Tensor[B * K] int64): ``b * N + i`` of each slot's seed; slot_mask (Tensor[B, K]
+            bool); reach: from :func:`neighbourhood_reach`.
 
     Returns:
         candidate ``b * N + i`` and slot ``b * K + j`` of each pair (Tensor[E] int64 each).
@@ -82,9 +88,9 @@ def _edges(
     with torch.no_grad():
         # The same-group pairs, by a sort of the candidates by group rather than a [B, N, K]
         # comparison (a few % of all pairs when there are many classes).
-        key = groups.flatten().masked_fill(~mask.flatten(), groups.numel())  # padding last
+        key = groups.flatten().masked_fill(~mask.flatten(), num_groups)  # padding last
         key, order = torch.sort(key, stable=True)
-        count = torch.bincount(key, minlength=groups.numel() + 1)
+        count = torch.bincount(key, minlength=num_groups + 1)
         start = torch.cumsum(count, 0) - count
         slot_group = groups.flatten().index_select(0, seeds)
         size = torch.where(slot_mask.flatten(), count.index_select(0, slot_group), 0)
@@ -155,7 +161,7 @@ def edge_plan(
     image = torch.arange(batch, device=boxes.device).unsqueeze(1)
     group_of = image * g + labels  # [B, N]: (image, class) group of each candidate
     seeds = (slot_index + image * n).flatten()  # [B * K]
-    cand, slot = _edges(boxes, group_of, mask, seeds, slot_mask,
+    cand, slot = _edges(boxes, group_of, batch * g, mask, seeds, slot_mask,
                         neighbourhood_reach(overlap, nwd_scale, floor))  # fmt: skip
     seed = seeds.index_select(0, slot)
     terms = box_terms(boxes.reshape(-1, 4))  # [10, B * N]
