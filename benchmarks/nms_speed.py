@@ -7,7 +7,8 @@ cluster of jittered boxes with decaying scores and some class confusion, plus lo
 For N in {100, 1000, 5000} it prints the median latency of each method (eval decode), of
 SinkhornNMS forward+backward in training mode (the edge-list solve the detector trains with,
 and the dense one that export traces), the ratio to torchvision's ``batched_nms``
-measured in the same run, and how often each method's kept set agrees with greedy NMS.
+timed alternately with it (the median of the per-call ratios: on a shared machine whose speed
+drifts, both see the same load), and how often each method's kept set agrees with greedy NMS.
 ``sinkhorn`` is the sparse eval path of ``batched_nms`` (on CPU the compiled kernel, warmed up
 before timing: its first call compiles), ``sinkhorn-torch`` the same on tensor ops (the CUDA
 path); ``sinkhorn-dense`` solves every same-class pair (``dense=True``, the reference the
@@ -66,18 +67,29 @@ def make_candidates(
     return boxes.to(device), scores.clamp(0.01, 1.0).to(device), labels.to(device)
 
 
-def median_ms(fn: Callable[[], object], repeats: int, device: str) -> float:
-    fn()  # warm-up
-    times = []
+def _timed(fn: Callable[[], object], device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def paired_ms(
+    fn: Callable[[], object], base: Callable[[], object], repeats: int, device: str
+) -> tuple[float, float]:
+    """Median latency of ``fn`` (ms) and the median of its per-call ratios to ``base``, the
+    two timed alternately so that both see the same machine load (shared machines drift)."""
+    fn(), base()  # warm-up
+    times, ratios = [], []
     for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+        t_base = _timed(base, device)
+        t_fn = _timed(fn, device)
+        times.append(t_fn)
+        ratios.append(t_fn / t_base)
+    return 1e3 * statistics.median(times), statistics.median(ratios)
 
 
 def train_step(
@@ -110,25 +122,28 @@ def rows_for_size(
 ) -> list[str]:
     boxes, scores, labels = make_candidates(n, device=device)
     greedy_keep = set(torchvision.ops.batched_nms(boxes, scores, labels, 0.5).tolist())
-    base = median_ms(
-        lambda: torchvision.ops.batched_nms(boxes, scores, labels, 0.5), repeats, device
-    )
+
+    def base() -> torch.Tensor:
+        return torchvision.ops.batched_nms(boxes, scores, labels, 0.5)
+
     rows = []
     for method in methods:
         # the sequential host-side baselines are slow: fewer repeats
         fast = ("greedy", "sinkhorn", "sinkhorn-torch", "sinkhorn-dense", "matrix")
         reps = repeats if method in fast else max(3, repeats // 10)
-        ms = median_ms(lambda m=method: run_method(m, boxes, scores, labels), reps, device)
+        ms, ratio = paired_ms(
+            lambda m=method: run_method(m, boxes, scores, labels), base, reps, device
+        )
         kept = set(run_method(method, boxes, scores, labels).tolist())
         jacc = len(kept & greedy_keep) / max(1, len(kept | greedy_keep))
-        rows.append(f"| {n} | {method} | {ms:.2f} | {ms / base:.1f} | {jacc:.1%} |")
+        rows.append(f"| {n} | {method} | {ms:.2f} | {ratio:.1f} | {jacc:.1%} |")
     if train:
         for edges, name in ((True, "edges"), (False, "dense")):
-            ms = median_ms(lambda e=edges: train_step(boxes, scores, labels, slots, e), repeats,
-                           device)  # fmt: skip
+            ms, ratio = paired_ms(
+                lambda e=edges: train_step(boxes, scores, labels, slots, e), base, repeats, device
+            )
             rows.append(
-                f"| {n} | sinkhorn train fwd+bwd, {name} (K={slots}) | {ms:.2f} | "
-                f"{ms / base:.1f} | - |"
+                f"| {n} | sinkhorn train fwd+bwd, {name} (K={slots}) | {ms:.2f} | {ratio:.1f} | - |"
             )
     return rows
 
