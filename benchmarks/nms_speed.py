@@ -95,12 +95,13 @@ def paired_ms(
 def train_step(
     boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, slots: int, edges: bool
 ) -> None:
-    """SinkhornNMS forward + backward as in training: embeddings, K slots, all outputs used;
-    ``edges``: the edge-list solve the detector trains with, else the dense one."""
+    """SinkhornNMS forward + backward as the detector trains it: embeddings, K slots, the soft
+    outputs its losses use, no hard decode; ``edges``: the edge-list solve the detector trains
+    with, else the dense one."""
     b = boxes.unsqueeze(0).clone().requires_grad_(True)
     s = scores.unsqueeze(0).clone().requires_grad_(True)
     e = torch.randn(1, len(scores), 16, device=boxes.device, requires_grad=True)
-    out = SinkhornNMS(max_slots=slots, edges=edges)(b, s, labels.unsqueeze(0), e)
+    out = SinkhornNMS(max_slots=slots, edges=edges, decode_iters=0)(b, s, labels.unsqueeze(0), e)
     (out.keep_prob.sum() + out.boxes.sum() * 1e-3).backward()
 
 

@@ -9,6 +9,7 @@ from candidates import detector_candidates
 
 from fabricdet.ops import SinkhornNMS
 from fabricdet.ops.edge_sinkhorn import _backward_ops, _forward_ops, edge_sinkhorn
+from fabricdet.ops.sinkhorn_nms_edges import _edges, _edges_ops, _extents
 
 
 def run(nms: SinkhornNMS, boxes, scores, labels, emb, mask=None):
@@ -70,6 +71,17 @@ def test_edges_batched_with_padding_and_class_agnostic() -> None:
         assert not edges.keep[1, 25:].any() and (edges.survival[1, 25:] == 0).all()
 
 
+@pytest.mark.parametrize("edges", [False, True])
+def test_no_hard_decode_keeps_the_soft_outputs(edges: bool) -> None:
+    boxes, scores, labels = detector_candidates(200, 5)
+    batch = (boxes[None], scores[None], labels[None])
+    full = SinkhornNMS(max_slots=50, edges=edges)(*batch)
+    soft = SinkhornNMS(max_slots=50, edges=edges, decode_iters=0)(*batch)
+    assert soft.keep is None and full.keep is not None
+    for name in ("keep_prob", "boxes", "survival", "plan"):
+        assert torch.equal(getattr(soft, name), getattr(full, name))
+
+
 def test_gradcheck_through_edges() -> None:
     g = torch.Generator().manual_seed(2)
     xy = torch.rand(1, 6, 2, generator=g, dtype=torch.float64) * 20
@@ -85,6 +97,23 @@ def test_gradcheck_through_edges() -> None:
         return out.keep_prob, out.boxes, out.survival
 
     assert torch.autograd.gradcheck(f, (boxes, logits, emb), atol=1e-6)
+
+
+def test_edge_search_loops_equal_tensor_ops() -> None:
+    boxes, scores, labels = detector_candidates(600, 6)
+    boxes, labels = boxes.view(2, 300, 4), labels.view(2, 300)
+    mask = torch.ones(2, 300, dtype=torch.bool)
+    mask[1, 250:] = False
+    slot_index = scores.view(2, 300).argsort(1, descending=True)[:, :60]
+    seeds = (slot_index + torch.tensor([[0], [300]])).flatten()
+    slot_mask = torch.ones(2, 60, dtype=torch.bool)
+    slot_mask[1, 50:] = False
+    groups = torch.arange(2).unsqueeze(1) * 20 + labels
+    for reach in (0.28, float("inf")):
+        loops = _edges(boxes, groups, 40, mask, seeds, slot_mask, reach)  # CPU: compiled
+        ops = _edges_ops(groups, 40, mask, seeds, slot_mask, *_extents(boxes, reach))
+        pairs = [sorted((c * 1000 + s).tolist()) for c, s in (loops, ops)]
+        assert pairs[0] == pairs[1] and len(pairs[0]) > 0
 
 
 def unrolled_reference(kernel, a, b, rows, cols, iters):

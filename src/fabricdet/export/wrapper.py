@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from fabricdet.errors import FabricdetError
 from fabricdet.models.candidates import select_candidates
 from fabricdet.models.detector import PIXEL_MEAN, PIXEL_STD, FabricDetector
+from fabricdet.ops.sinkhorn_nms import DECODE_ITERS
 
 OUTPUT_NAMES: tuple[str, ...] = ("boxes", "scores", "labels", "num_detections")
 
@@ -91,6 +92,7 @@ class ExportableDetector(nn.Module):
         nms.num_iters = cfg.sinkhorn.num_iters
         nms.max_slots = None
         nms.edges = False  # a static graph: the dense solve
+        nms.decode_iters = DECODE_ITERS  # the training module skips the hard decode
         self.nms = nms
 
     @property
@@ -113,6 +115,7 @@ class ExportableDetector(nn.Module):
         out = det.head(det.neck(det.backbone(x)))
         cand = select_candidates(out, _input_size(images), self.topk, self.score_thresh)
         res = self.nms(cand.boxes, cand.scores, cand.labels, det._embeddings(cand), cand.mask)
+        assert res.keep is not None  # decode_iters > 0 (set in __init__)
         return compact_kept(res.keep, res.boxes, res.scores, res.labels, self.max_det)
 
 

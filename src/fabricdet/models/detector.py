@@ -68,11 +68,12 @@ class FabricDetector(nn.Module):
         self.neck = Neck(self.backbone.out_channels, strides, cfg.fpn_channels)
         self.head = DenseHead(cfg.fpn_channels, num_classes, strides, cfg.head_convs, cfg.embed_dim)
         sk = cfg.sinkhorn
-        # Trains on the edge list (the dense solve's plan, several times cheaper); traced
-        # graphs (compile, export) get the dense solve.
+        # The training losses' SinkhornNMS: on the edge list (the dense solve's plan, several
+        # times cheaper; traced graphs get the dense solve) and without the hard decode, which
+        # the losses do not use (inference runs batched_nms, export its own copy).
         self.sinkhorn = SinkhornNMS(
             iou_threshold=sk.iou_threshold, max_slots=cfg.slots, num_classes=num_classes,
-            edges=True, **sk.solver_options(sk.eps_start),
+            edges=True, **sk.solver_options(sk.eps_start), decode_iters=0,
         )  # fmt: skip
         self.criterion = SetCriterion()
         self.mask_head = (

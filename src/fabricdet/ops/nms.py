@@ -121,6 +121,7 @@ def sinkhorn_batched_nms(
     with torch.no_grad():
         out = module(boxes[index], scores[index], embeddings=emb, mask=valid)
     keep_mask = out.keep
+    assert keep_mask is not None  # the module decodes by default
     keep = torch.gather(index, 1, out.slot_index)[keep_mask]
     kept_scores = out.scores[keep_mask]
     order = torch.sort(kept_scores, descending=True, stable=True).indices

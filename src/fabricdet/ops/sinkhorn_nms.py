@@ -210,7 +210,8 @@ class SinkhornNMSOutput(NamedTuple):
         slot_index (Tensor[B, K] int64): candidate index of each slot's seed.
         slot_mask (Tensor[B, K] bool): slot holds a real (non-padding) seed.
         keep_prob (Tensor[B, K]): soft survival probability of each slot.
-        keep (Tensor[B, K] bool): hard decode (always False on padding slots).
+        keep (Tensor[B, K] bool or None): hard decode (always False on padding slots); None
+            when the module was built with ``decode_iters=0``.
         boxes (Tensor[B, K, 4]): fused xyxy box of each slot (its seed's box without fusion).
         scores (Tensor[B, K]): score of each slot's seed.
         labels (Tensor[B, K] int64): label of each slot's seed.
@@ -222,7 +223,7 @@ class SinkhornNMSOutput(NamedTuple):
     slot_index: Tensor
     slot_mask: Tensor
     keep_prob: Tensor
-    keep: Tensor
+    keep: Tensor | None
     boxes: Tensor
     scores: Tensor
     labels: Tensor
@@ -252,7 +253,8 @@ class SinkhornNMS(nn.Module):
         solver_mode: ``"hybrid"`` (default; costs here are bounded, so after one log-domain
             iteration the plan can be rescaled directly, ~5x cheaper) or ``"log"``.
         decode_iters: passes of the hard decode's fixed-point iteration (static graph; exact
-            for claim chains up to that depth: :func:`greedy_fixed_point`).
+            for claim chains up to that depth: :func:`greedy_fixed_point`); 0: no hard decode
+            (``keep`` is None; training losses use the soft outputs only).
         fuse_boxes: output plan-weighted fused boxes (default) or each slot's seed box.
         num_classes: labels lie in ``0 .. num_classes - 1``: the static number of per-class
             dustbins (needed for tracing and export; ``None``: read from the labels).
@@ -489,7 +491,10 @@ class SinkhornNMS(nn.Module):
         seed_mass = seed_rows[:, own, own]  # P[seed(j), j]
         seed_scores = torch.gather(scores, 1, slot_index)
         keep_prob = seed_mass / seed_scores.clamp_min(1e-12) * slot_mask
-        keep = greedy_fixed_point(seed_rows, seed_mass, slot_mask & (seed_scores > 0), decode_iters)
+        keep = None
+        if decode_iters:
+            alive = slot_mask & (seed_scores > 0)
+            keep = greedy_fixed_point(seed_rows, seed_mass, alive, decode_iters)
 
         out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
         if fuse_boxes:  # plan-weighted
@@ -530,19 +535,10 @@ def _decode_entries(
     seed_scores = torch.gather(scores, 1, slot_index)
     keep_prob = own / seed_scores.clamp_min(1e-12) * slot_mask
 
-    with torch.no_grad():  # the hard decode: each seed's row of the plan, [B, K, K + G]
-        slot_of = torch.full((batch * n,), -1, dtype=torch.long, device=dev)
-        slot_of[seeds] = torch.arange(batch * k, device=dev)
-        rows = plan.image * n + plan.row.clamp_max(n - 1)
-        seed_at = ((plan.row < n) & (slot_of.index_select(0, rows) >= 0)).nonzero().squeeze(1)
-        width = k + num_groups
-        flat = slot_of.index_select(0, rows.index_select(0, seed_at)) * width
-        flat += plan.col.index_select(0, seed_at)
-        seed_rows = mass.new_zeros(batch * k * width).index_put_(
-            (flat,), plan.value.detach().index_select(0, seed_at)
-        )
-        keep = greedy_fixed_point(seed_rows.view(batch, k, width), own.detach(),
-                                  slot_mask & (seed_scores > 0), decode_iters)  # fmt: skip
+    keep = None
+    if decode_iters:
+        keep = _hard_decode_entries(plan, own, seed_scores, slot_index, slot_mask, n,
+                                    num_groups, decode_iters)  # fmt: skip
 
     out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
     if fuse_boxes:  # plan-weighted
@@ -555,11 +551,48 @@ def _decode_entries(
                    labels, n, plan.dense(batch, n + num_groups, k + num_groups))  # fmt: skip
 
 
+@torch.no_grad()
+def _hard_decode_entries(
+    plan: PlanEntries,
+    own: Tensor,
+    seed_scores: Tensor,
+    slot_index: Tensor,
+    slot_mask: Tensor,
+    n: int,
+    num_groups: int,
+    decode_iters: int,
+) -> Tensor:
+    """:func:`greedy_fixed_point` on the seeds' rows of a plan given by its entries.
+
+    Args:
+        own (Tensor[B, K]): ``P[seed(j), j]``; seed_scores (Tensor[B, K]); n: candidates per
+            image.
+
+    Returns:
+        keep (Tensor[B, K] bool).
+    """
+    batch, k = slot_index.shape
+    dev = own.device
+    seeds = (slot_index + torch.arange(batch, device=dev).unsqueeze(1) * n).flatten()
+    slot_of = torch.full((batch * n,), -1, dtype=torch.long, device=dev)
+    slot_of[seeds] = torch.arange(batch * k, device=dev)
+    rows = plan.image * n + plan.row.clamp_max(n - 1)
+    seed_at = ((plan.row < n) & (slot_of.index_select(0, rows) >= 0)).nonzero().squeeze(1)
+    width = k + num_groups
+    flat = slot_of.index_select(0, rows.index_select(0, seed_at)) * width
+    flat += plan.col.index_select(0, seed_at)
+    seed_rows = own.new_zeros(batch * k * width).index_put_(
+        (flat,), plan.value.detach().index_select(0, seed_at)
+    )
+    alive = slot_mask & (seed_scores > 0)
+    return greedy_fixed_point(seed_rows.view(batch, k, width), own.detach(), alive, decode_iters)
+
+
 def _output(
     slot_index: Tensor,
     slot_mask: Tensor,
     keep_prob: Tensor,
-    keep: Tensor,
+    keep: Tensor | None,
     boxes: Tensor,
     seed_scores: Tensor,
     labels: Tensor,

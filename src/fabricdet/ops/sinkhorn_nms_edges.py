@@ -32,8 +32,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit
 from torch import Tensor
 
 from fabricdet.ops.boxes import OverlapKind, box_terms, terms_overlap
@@ -76,6 +78,11 @@ def _edges(
 ) -> tuple[Tensor, Tensor]:
     """Candidate-slot pairs that may have ``sigma >= m`` (a superset; no gradients).
 
+    Pairs of one (image, class) group whose centres lie within the summed half-extents on both
+    axes: NWD >= m puts the centres within ``reach * max(S_i, S_j) <= reach (S_i + S_j)`` on
+    each axis, IoU > 0 within ``(w_i + w_j) / 2`` on x and ``(h_i + h_j) / 2`` on y. On CPU one
+    compiled loop (:func:`_edges_loops`); elsewhere tensor ops.
+
     Args:
         boxes (Tensor[B, N, 4]); groups (Tensor[B, N] int64): ``b * G + class`` of each
             candidate, below ``num_groups`` (``B * G``); mask (Tensor[B, N] bool); seeds
@@ -85,6 +92,39 @@ def _edges(
     Returns:
         candidate ``b * N + i`` and slot ``b * K + j`` of each pair (Tensor[E] int64 each).
     """
+    with torch.no_grad():
+        centre, half = _extents(boxes, reach)
+        if boxes.device.type != "cpu":
+            return _edges_ops(groups, num_groups, mask, seeds, slot_mask, centre, half)
+        found = _edges_loops(
+            groups.flatten().numpy(), mask.flatten().numpy(), seeds.numpy(),
+            slot_mask.flatten().numpy(), centre.double().numpy(), half.double().numpy(),
+            num_groups,
+        )  # fmt: skip
+        return torch.from_numpy(found[0]), torch.from_numpy(found[1])
+
+
+def _extents(boxes: Tensor, reach: float) -> tuple[Tensor, Tensor]:
+    """Centres and half-extents of the box test, ``Tensor[B * N, 2]`` each."""
+    flat = boxes.reshape(-1, 4)
+    wh = (flat[:, 2:] - flat[:, :2]).clamp_min(0)
+    centre = (flat[:, :2] + flat[:, 2:]) / 2
+    if reach == float("inf"):
+        return centre, torch.full_like(centre, float("inf"))
+    return centre, torch.maximum(wh / 2, reach * wh.prod(1, keepdim=True).sqrt())
+
+
+def _edges_ops(
+    groups: Tensor,
+    num_groups: int,
+    mask: Tensor,
+    seeds: Tensor,
+    slot_mask: Tensor,
+    centre: Tensor,
+    half: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """:func:`_edges` in tensor ops (any device), from the boxes' centres and half-extents
+    (``Tensor[B * N, 2]`` each)."""
     with torch.no_grad():
         # The same-group pairs, by a sort of the candidates by group rather than a [B, N, K]
         # comparison (a few % of all pairs when there are many classes).
@@ -97,19 +137,56 @@ def _edges(
         slot = torch.repeat_interleave(torch.arange(len(seeds), device=groups.device), size)
         rank = torch.arange(len(slot), device=groups.device) - (torch.cumsum(size, 0) - size)[slot]
         cand = order.index_select(0, start.index_select(0, slot_group.index_select(0, slot)) + rank)
-        if reach == float("inf"):
-            return cand, slot
-        # NWD >= m puts the centres within reach * max(S_i, S_j) <= reach (S_i + S_j) on each
-        # axis; IoU > 0 puts them within (w_i + w_j) / 2 on x, (h_i + h_j) / 2 on y.
-        flat = boxes.reshape(-1, 4)
-        wh = (flat[:, 2:] - flat[:, :2]).clamp_min(0)
-        centre = (flat[:, :2] + flat[:, 2:]) / 2
-        half = torch.maximum(wh / 2, reach * wh.prod(1, keepdim=True).sqrt())
         other = seeds.index_select(0, slot)
         gap = (centre.index_select(0, cand) - centre.index_select(0, other)).abs()
         near = (gap <= half.index_select(0, cand) + half.index_select(0, other)).all(1)
         kept = near.nonzero().squeeze(1)
         return cand.index_select(0, kept), slot.index_select(0, kept)
+
+
+@njit(cache=True)
+def _edges_loops(
+    groups: np.ndarray,
+    mask: np.ndarray,
+    seeds: np.ndarray,
+    slot_valid: np.ndarray,
+    centre: np.ndarray,
+    half: np.ndarray,
+    num_groups: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_edges` as loops: candidates bucketed by group, each valid slot paired with its
+    seed's bucket, the box test applied; pairs by slot, then by candidate index."""
+    count = np.zeros(num_groups + 1, np.int64)
+    for i in range(len(groups)):
+        if mask[i]:
+            count[groups[i] + 1] += 1
+    start = np.cumsum(count)
+    order = np.empty(start[-1], np.int64)
+    fill = start[:-1].copy()
+    for i in range(len(groups)):
+        if mask[i]:
+            order[fill[groups[i]]] = i
+            fill[groups[i]] += 1
+    total = 0
+    for s in range(len(seeds)):
+        if slot_valid[s]:
+            g = groups[seeds[s]]
+            total += start[g + 1] - start[g]
+    cand = np.empty(total, np.int64)
+    slot = np.empty(total, np.int64)
+    m = 0
+    for s in range(len(seeds)):
+        if not slot_valid[s]:
+            continue
+        j = seeds[s]
+        g = groups[j]
+        for p in range(start[g], start[g + 1]):
+            i = order[p]
+            if (abs(centre[i, 0] - centre[j, 0]) <= half[i, 0] + half[j, 0]
+                    and abs(centre[i, 1] - centre[j, 1]) <= half[i, 1] + half[j, 1]):  # fmt: skip
+                cand[m], slot[m] = i, s
+                m += 1
+    return cand[:m], slot[:m]
 
 
 def edge_plan(

@@ -98,7 +98,8 @@ def pad_stack(rows: list[Tensor], fill: float = 0.0) -> tuple[Tensor, Tensor]:
 
 
 class SetTerms(nn.Module):
-    """SinkhornNMS (dense, batched) on candidates, then the set loss against the targets.
+    """SinkhornNMS (batched, solved on its edge list) on candidates, then the set loss against
+    the targets.
 
     Args:
         options: solver and loss options.
@@ -115,6 +116,7 @@ class SetTerms(nn.Module):
             spatial_weight=options.spatial_weight, quality_weight=options.quality_weight,
             dustbin_cost=options.dustbin_cost, overlap=options.overlap,  # type: ignore[arg-type]
             nwd_scale=options.nwd_scale, max_slots=options.set_slots,
+            edges=True, decode_iters=0,  # the set loss needs neither the dense plan nor `keep`
         )  # fmt: skip
         self.criterion = SetCriterion(options.keep_weight, options.box_weight, options.set_min_iou)
         self.weight = options.set_weight
