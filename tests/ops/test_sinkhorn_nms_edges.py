@@ -82,6 +82,13 @@ def test_no_hard_decode_keeps_the_soft_outputs(edges: bool) -> None:
         assert torch.equal(getattr(soft, name), getattr(full, name))
 
 
+def test_labels_beyond_num_classes_raise() -> None:
+    boxes, scores, labels = detector_candidates(50, 7, num_classes=5)
+    nms = SinkhornNMS(num_classes=4, edges=True)
+    with pytest.raises(ValueError, match=r"labels must lie in 0 \.\. 3"):
+        nms(boxes[None], scores[None], labels[None])
+
+
 def test_gradcheck_through_edges() -> None:
     g = torch.Generator().manual_seed(2)
     xy = torch.rand(1, 6, 2, generator=g, dtype=torch.float64) * 20

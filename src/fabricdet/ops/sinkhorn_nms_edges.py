@@ -235,6 +235,10 @@ def edge_plan(
     floor = similarity_floor(
         iou_threshold, eps, spatial_weight, dustbin_cost, quality_weight * quality_range
     )
+    given = labels[mask]
+    if given.numel() and not bool(((given >= 0) & (given < g)).all()):  # loops index by group
+        raise ValueError(f"labels must lie in 0 .. {g - 1} (num_classes), got {given.unique()}")
+    labels = labels.masked_fill(~mask, 0)  # padding may carry any label
     image = torch.arange(batch, device=boxes.device).unsqueeze(1)
     group_of = image * g + labels  # [B, N]: (image, class) group of each candidate
     seeds = (slot_index + image * n).flatten()  # [B * K]
