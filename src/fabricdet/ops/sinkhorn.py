@@ -120,6 +120,13 @@ def _iterate(
     return log_u, log_v
 
 
+def cut_exp(stable: Tensor) -> Tensor:
+    """``exp`` of row-stabilised log-kernel entries, 0 more than ``HYBRID_CUTOFF`` nats below
+    their row's best (the clamp keeps ``exp`` itself out of the denormal range; see
+    :func:`_iterate_hybrid`)."""
+    return torch.where(stable > HYBRID_CUTOFF, torch.exp(stable.clamp_min(HYBRID_CUTOFF)), 0.0)
+
+
 def _iterate_hybrid(log_k: Tensor, a: Tensor, b: Tensor, valid: Tensor, max_iter: int) -> Tensor:
     """Sinkhorn as alternate row and column rescalings of a row-stabilised kernel.
 
@@ -137,8 +144,7 @@ def _iterate_hybrid(log_k: Tensor, a: Tensor, b: Tensor, valid: Tensor, max_iter
     """
     log_k = log_k.masked_fill(~valid, _NEG)
     stable = log_k - log_k.amax(-1, keepdim=True).detach()
-    kept = valid & (stable > HYBRID_CUTOFF)
-    plan = torch.where(kept, torch.exp(stable.clamp_min(HYBRID_CUTOFF)), 0.0)
+    plan = torch.where(valid, cut_exp(stable), 0.0)
     tiny = torch.finfo(plan.dtype).tiny
     for _ in range(max_iter):
         plan = plan * (a / plan.sum(-1).clamp_min(tiny)).unsqueeze(-1)

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from fabricdet.ops.boxes import OverlapKind, box_terms, terms_overlap
 from fabricdet.ops.edge_sinkhorn import edge_sinkhorn
-from fabricdet.ops.sinkhorn import HYBRID_CUTOFF
+from fabricdet.ops.sinkhorn import cut_exp
 from fabricdet.ops.sinkhorn_nms_terms import (
     appearance_cost,
     neighbourhood_reach,
@@ -292,7 +292,7 @@ def edge_plan(
     row_max = log_k.new_full((batch * (n + g),), -torch.inf)
     row_max = row_max.scatter_reduce(0, rows, log_k.detach(), "amax")
     stable = log_k - row_max.index_select(0, rows)
-    kernel = torch.where(stable > HYBRID_CUTOFF, torch.exp(stable.clamp_min(HYBRID_CUTOFF)), 0.0)
+    kernel = cut_exp(stable)
 
     a = torch.cat([supply, group_mass.new_zeros(batch * g).index_add(0, slot_group, capacity)])
     b = torch.cat([capacity, group_mass])

@@ -82,7 +82,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fabricdet.ops.boxes import NWD_SCALE, OverlapKind, box_terms, terms_overlap
-from fabricdet.ops.sinkhorn import HYBRID_CUTOFF
+from fabricdet.ops.sinkhorn import cut_exp
 from fabricdet.ops.sinkhorn_nms import DECODE_ITERS
 from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, sinkhorn_nms_kernel
 from fabricdet.ops.sinkhorn_nms_terms import (
@@ -387,10 +387,10 @@ def sparse_sinkhorn_nms(
     row_max = torch.segment_reduce(log_k, "max", offsets=nb.crow[: n + 1])
     row_max_ext = torch.cat([row_max, row_max.new_zeros(g)])
     stable = log_k - row_max.index_select(0, row)
-    kernel = torch.exp(stable).masked_fill_(stable < HYBRID_CUTOFF, 0.0)  # as the dense solver
+    kernel = cut_exp(stable)  # as the dense solver
     # K^T: row p holds column p of K: K[q, p] on edges, 1 (the dustbin row) on its dustbin.
     stable_t = (log_kt - row_max_ext.index_select(0, col)).masked_fill_(dust, 0.0)
-    kernel_t = torch.exp(stable_t).masked_fill_(stable_t < HYBRID_CUTOFF, 0.0)
+    kernel_t = cut_exp(stable_t)
     # Dustbin rows: K's are all 1; K^T's hold K's dustbin column, exp(-delta/eps - row max).
     dust_rows = torch.ones(n + g, dtype=work, device=dev)
     dust_rows_t = dust_rows.index_copy(
