@@ -374,13 +374,8 @@ class SinkhornNMS(nn.Module):
         num_groups = self._num_dustbins(labels_eff, labels is None or self.class_agnostic)
         if self.edges and self.grad == "unrolled" and not _tracing():
             entries = edge_plan(
-                boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask, num_groups,
-                iou_threshold=self.iou_threshold, eps=self.eps, num_iters=self.num_iters,
-                spatial_weight=self.spatial_weight, feature_weight=self.feature_weight,
-                feature_margin=self.feature_margin, quality_weight=self.quality_weight,
-                quality_range=self.quality_range, dustbin_cost=self.dustbin_cost,
-                capacity_temperature=self.capacity_temperature, overlap=self.overlap,
-                nwd_scale=self.nwd_scale,
+                self, boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask,
+                num_groups,
             )  # fmt: skip
             return _decode_entries(
                 entries, boxes, scores, labels_eff, slot_index, slot_mask, num_groups,
@@ -446,29 +441,52 @@ class SinkhornNMS(nn.Module):
         # A seed always overlaps itself fully, zero-area boxes (IoU 0/0) included.
         candidate = torch.arange(boxes.shape[1], device=boxes.device).view(1, -1, 1)
         sigma = torch.where(candidate == slot_index.unsqueeze(1), torch.ones_like(sigma), sigma)
-        theta = self.iou_threshold
-        cost = self.spatial_weight * torch.relu(theta - sigma) / theta
         # Relative prior log(s_i / s_seed): the candidate's own slot costs 0, stronger seeds
         # less. Its row-constant part cancels between slots and only sets the slot/dustbin
         # balance, so no score floor is imposed (that is the detector's score threshold).
         log_s = torch.log(scores.clamp_min(1e-6))
         log_seed = torch.log(seed_scores.clamp_min(1e-6))
         log_ratio = log_s.unsqueeze(2) - log_seed.unsqueeze(1)
-        cost = cost + quality_prior(log_ratio, self.quality_weight, self.quality_range)
-        if embeddings is None:
+        dissim = None
+        if embeddings is not None:
+            emb = F.normalize(embeddings.to(sigma.dtype), dim=-1)
+            seed_emb = torch.gather(emb, 1, slot_index.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
+            dissim = 1.0 - emb @ seed_emb.transpose(1, 2)
+        cost, look = self.pair_cost(sigma, log_ratio, dissim)
+        if look is None:
             return cost, torch.ones_like(cost)
-        emb = F.normalize(embeddings.to(cost.dtype), dim=-1)
-        seed_emb = torch.gather(emb, 1, slot_index.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
-        dissim = 1.0 - emb @ seed_emb.transpose(1, 2)
-        look = appearance_cost(dissim, self.feature_margin)
         kernel = torch.exp(-look / self.capacity_temperature)
-        floor = similarity_floor(
-            theta, self.eps, self.spatial_weight, self.dustbin_cost,
-            self.quality_weight * self.quality_range,
-        )  # fmt: skip
+        floor = self.similarity_floor()
         if floor is not None:  # only candidates that can reach the slot count in its capacity
             kernel = kernel * (sigma >= floor)
-        return cost + self.feature_weight * look, kernel
+        return cost, kernel
+
+    def pair_cost(
+        self, sigma: Tensor, log_ratio: Tensor, dissim: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``C`` of candidate-slot pairs (module docstring), elementwise over any layout.
+
+        Args:
+            sigma: spatial similarity; log_ratio: ``log s_i - log s_seed``; dissim:
+                ``1 - cos`` of the embeddings (None without).
+
+        Returns:
+            the cost, and the appearance term ``A`` (None without embeddings).
+        """
+        theta = self.iou_threshold
+        cost = self.spatial_weight * torch.relu(theta - sigma) / theta
+        cost = cost + quality_prior(log_ratio, self.quality_weight, self.quality_range)
+        if dissim is None:
+            return cost, None
+        look = appearance_cost(dissim, self.feature_margin)
+        return cost + self.feature_weight * look, look
+
+    def similarity_floor(self) -> float | None:
+        """:func:`~fabricdet.ops.sinkhorn_nms_terms.similarity_floor` at this module's options."""
+        return similarity_floor(
+            self.iou_threshold, self.eps, self.spatial_weight, self.dustbin_cost,
+            self.quality_weight * self.quality_range,
+        )  # fmt: skip
 
     @staticmethod
     def _decode(
@@ -537,8 +555,8 @@ def _decode_entries(
 
     keep = None
     if decode_iters:
-        keep = _hard_decode_entries(plan, own, seed_scores, slot_index, slot_mask, n,
-                                    num_groups, decode_iters)  # fmt: skip
+        keep = _hard_decode_entries(plan, own, seed_scores, seeds, slot_mask, n, num_groups,
+                                    decode_iters)  # fmt: skip
 
     out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
     if fuse_boxes:  # plan-weighted
@@ -556,7 +574,7 @@ def _hard_decode_entries(
     plan: PlanEntries,
     own: Tensor,
     seed_scores: Tensor,
-    slot_index: Tensor,
+    seeds: Tensor,
     slot_mask: Tensor,
     n: int,
     num_groups: int,
@@ -565,15 +583,14 @@ def _hard_decode_entries(
     """:func:`greedy_fixed_point` on the seeds' rows of a plan given by its entries.
 
     Args:
-        own (Tensor[B, K]): ``P[seed(j), j]``; seed_scores (Tensor[B, K]); n: candidates per
-            image.
+        own (Tensor[B, K]): ``P[seed(j), j]``; seed_scores (Tensor[B, K]); seeds
+            (Tensor[B * K] int64): ``b * N + i`` of each slot's seed; n: candidates per image.
 
     Returns:
         keep (Tensor[B, K] bool).
     """
-    batch, k = slot_index.shape
+    batch, k = own.shape
     dev = own.device
-    seeds = (slot_index + torch.arange(batch, device=dev).unsqueeze(1) * n).flatten()
     slot_of = torch.full((batch * n,), -1, dtype=torch.long, device=dev)
     slot_of[seeds] = torch.arange(batch * k, device=dev)
     rows = plan.image * n + plan.row.clamp_max(n - 1)

@@ -30,7 +30,7 @@ module is what ``torch.compile`` and export trace.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -38,15 +38,13 @@ import torch.nn.functional as F
 from numba import njit
 from torch import Tensor
 
-from fabricdet.ops.boxes import OverlapKind, box_terms, terms_overlap
+from fabricdet.ops.boxes import box_terms, terms_overlap
 from fabricdet.ops.edge_sinkhorn import edge_sinkhorn
 from fabricdet.ops.sinkhorn import cut_exp
-from fabricdet.ops.sinkhorn_nms_terms import (
-    appearance_cost,
-    neighbourhood_reach,
-    quality_prior,
-    similarity_floor,
-)
+from fabricdet.ops.sinkhorn_nms_terms import neighbourhood_reach
+
+if TYPE_CHECKING:  # that module imports this one
+    from fabricdet.ops.sinkhorn_nms import SinkhornNMS
 
 
 class PlanEntries(NamedTuple):
@@ -190,6 +188,7 @@ def _edges_loops(
 
 
 def edge_plan(
+    nms: SinkhornNMS,
     boxes: Tensor,
     scores: Tensor,
     labels: Tensor,
@@ -198,23 +197,8 @@ def edge_plan(
     slot_index: Tensor,
     slot_mask: Tensor,
     num_groups: int,
-    *,
-    iou_threshold: float,
-    eps: float,
-    num_iters: int,
-    spatial_weight: float,
-    feature_weight: float,
-    feature_margin: float,
-    quality_weight: float,
-    quality_range: float,
-    dustbin_cost: float,
-    capacity_temperature: float,
-    overlap: OverlapKind,
-    nwd_scale: float,
 ) -> PlanEntries:
-    """The plan of :class:`~fabricdet.ops.sinkhorn_nms.SinkhornNMS`, solved on the edges.
-
-    Options mean what they mean for the module.
+    """The plan of ``nms`` (its options, costs and iterations), solved on the edges.
 
     Args:
         boxes (Tensor[B, N, 4]); scores (Tensor[B, N]); labels (Tensor[B, N] int64, in
@@ -232,9 +216,7 @@ def edge_plan(
     work = torch.promote_types(boxes.dtype, scores.dtype)
     work = torch.float64 if work == torch.float64 else torch.float32
     boxes, scores = boxes.to(work), scores.to(work)
-    floor = similarity_floor(
-        iou_threshold, eps, spatial_weight, dustbin_cost, quality_weight * quality_range
-    )
+    floor = nms.similarity_floor()
     given = labels[mask]
     if given.numel() and not bool(((given >= 0) & (given < g)).all()):  # loops index by group
         raise ValueError(f"labels must lie in 0 .. {g - 1} (num_classes), got {given.unique()}")
@@ -243,11 +225,11 @@ def edge_plan(
     group_of = image * g + labels  # [B, N]: (image, class) group of each candidate
     seeds = (slot_index + image * n).flatten()  # [B * K]
     cand, slot = _edges(boxes, group_of, batch * g, mask, seeds, slot_mask,
-                        neighbourhood_reach(overlap, nwd_scale, floor))  # fmt: skip
+                        neighbourhood_reach(nms.overlap, nms.nwd_scale, floor))  # fmt: skip
     seed = seeds.index_select(0, slot)
     terms = box_terms(boxes.reshape(-1, 4))  # [10, B * N]
-    sigma = terms_overlap(terms.index_select(1, cand), terms.index_select(1, seed), overlap,
-                          nwd_scale)  # fmt: skip
+    sigma = terms_overlap(terms.index_select(1, cand), terms.index_select(1, seed), nms.overlap,
+                          nms.nwd_scale)  # fmt: skip
     sigma = torch.where(cand == seed, torch.ones_like(sigma), sigma)  # a seed overlaps itself
     if floor is not None:
         kept = (sigma >= floor).nonzero().squeeze(1)
@@ -255,20 +237,19 @@ def edge_plan(
 
     supply = (scores * mask).flatten()
     log_s = torch.log(scores.clamp_min(1e-6)).flatten()
-    cost = spatial_weight * torch.relu(iou_threshold - sigma) / iou_threshold
     log_ratio = log_s.index_select(0, cand) - log_s.index_select(0, seed)
-    cost = cost + quality_prior(log_ratio, quality_weight, quality_range)
+    dissim = None
+    if embeddings is not None:
+        emb = F.normalize(embeddings.to(work), dim=-1).flatten(0, 1)
+        dissim = 1.0 - (emb.index_select(0, cand) * emb.index_select(0, seed)).sum(-1)
+    cost, look = nms.pair_cost(sigma, log_ratio, dissim)
     # Capacities: without embeddings, the class mass (as the dense module's unit kernel).
     group_mass = supply.new_zeros(batch * g).index_add_(0, group_of.flatten(), supply)
     slot_group = group_of.flatten().index_select(0, seeds)  # [B * K]
-    if embeddings is None:
+    if look is None:
         capacity = group_mass.index_select(0, slot_group)
     else:
-        emb = F.normalize(embeddings.to(work), dim=-1).flatten(0, 1)
-        dissim = 1.0 - (emb.index_select(0, cand) * emb.index_select(0, seed)).sum(-1)
-        look = appearance_cost(dissim, feature_margin)
-        cost = cost + feature_weight * look
-        mass = supply.index_select(0, cand) * torch.exp(-look / capacity_temperature)
+        mass = supply.index_select(0, cand) * torch.exp(-look / nms.capacity_temperature)
         capacity = supply.new_zeros(batch * k).index_add(0, slot, mass)
     capacity = capacity * slot_mask.flatten()
 
@@ -284,8 +265,8 @@ def edge_plan(
                       batch * k + groups])  # fmt: skip
     log_k = torch.cat(
         [
-            cost * (-1.0 / eps),
-            cost.new_full((len(real),), -dustbin_cost / eps),
+            cost * (-1.0 / nms.eps),
+            cost.new_full((len(real),), -nms.dustbin_cost / nms.eps),
             cost.new_zeros(len(slots) + batch * g),
         ]
     )
@@ -296,7 +277,7 @@ def edge_plan(
 
     a = torch.cat([supply, group_mass.new_zeros(batch * g).index_add(0, slot_group, capacity)])
     b = torch.cat([capacity, group_mass])
-    entries = edge_sinkhorn(kernel, a, b, rows, cols, num_iters)
+    entries = edge_sinkhorn(kernel, a, b, rows, cols, nms.num_iters)
 
     # Coordinates in the dense plan: flat row r is image r // N, candidate r % N or, past
     # B * N, image (r - B N) // G, dustbin N + (r - B N) % G; columns likewise.
