@@ -159,6 +159,6 @@ def test_edge_sinkhorn_reverse_pass_equals_autograd() -> None:
     tiny = torch.finfo(torch.float64).tiny
     scalings = _forward_ops(kernel, a, b, rows, cols, 7, tiny)
     for got, ref in zip(
-        _backward_ops(weights, kernel, a, rows, cols, *scalings), expected, strict=True
+        _backward_ops(weights, kernel, rows, cols, *scalings), expected, strict=True
     ):
         torch.testing.assert_close(got, ref)

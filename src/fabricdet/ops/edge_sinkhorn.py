@@ -65,7 +65,6 @@ def _forward_loops(
 def _backward_loops(
     grad: np.ndarray,
     kernel: np.ndarray,
-    a: np.ndarray,
     rows: np.ndarray,
     cols: np.ndarray,
     u: np.ndarray,
@@ -126,7 +125,6 @@ def _forward_ops(
 def _backward_ops(
     grad: Tensor,
     kernel: Tensor,
-    a: Tensor,
     rows: Tensor,
     cols: Tensor,
     u: Tensor,
@@ -139,9 +137,9 @@ def _backward_ops(
     u_r = u[-1].index_select(0, rows)
     v_c = v[-1].index_select(0, cols)
     g_k = grad * u_r * v_c
-    g_u = torch.zeros_like(a).index_add_(0, rows, grad * kernel * v_c)
+    g_u = torch.zeros_like(u[0]).index_add_(0, rows, grad * kernel * v_c)
     g_v = torch.zeros_like(v[0]).index_add_(0, cols, grad * u_r * kernel)
-    g_a, g_b = torch.zeros_like(a), torch.zeros_like(v[0])
+    g_a, g_b = torch.zeros_like(u[0]), torch.zeros_like(v[0])
     for t in range(iters - 1, -1, -1):
         g_b += g_v / s[t + 1]
         g_s = (-g_v * v[t + 1] / s[t + 1]).index_select(0, cols)
@@ -176,23 +174,23 @@ class _EdgeSinkhorn(torch.autograd.Function):
         else:
             u, q, v, s = _forward_ops(kernel, a, b, rows, cols, iters, tiny)
             entries = u[-1].index_select(0, rows) * kernel * v[-1].index_select(0, cols)
-        ctx.save_for_backward(kernel, a, rows, cols, u, q, v, s)
+        ctx.save_for_backward(kernel, rows, cols, u, q, v, s)
         return entries.to(kernel.dtype)
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: Tensor
     ) -> tuple[Tensor | None, ...]:
-        kernel, a, rows, cols, u, q, v, s = ctx.saved_tensors
+        kernel, rows, cols, u, q, v, s = ctx.saved_tensors
         if kernel.device.type == "cpu":
             found = _backward_loops(
                 grad.detach().double().numpy(), kernel.detach().double().numpy(),
-                a.detach().double().numpy(), rows.numpy(), cols.numpy(),
+                rows.numpy(), cols.numpy(),
                 u.numpy(), q.numpy(), v.numpy(), s.numpy(),
             )  # fmt: skip
             g_k, g_a, g_b = (torch.from_numpy(x).to(kernel.dtype) for x in found)
         else:
-            g_k, g_a, g_b = _backward_ops(grad, kernel, a, rows, cols, u, q, v, s)
+            g_k, g_a, g_b = _backward_ops(grad, kernel, rows, cols, u, q, v, s)
         return g_k, g_a, g_b, None, None, None
 
 
