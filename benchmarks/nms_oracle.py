@@ -6,11 +6,15 @@ benchmark, made to look like a dense detector's output before NMS, so the AP dif
 the NMS methods' own:
 
 - per object, ``1 + Poisson(--dups)`` candidates, each side jittered (normal, ``--jitter`` of
-  the side length up to 256 px, plus 0.5 px); on a long thread (aspect >= 8) a candidate covers
-  only a random part of it with probability ``--fragments`` (a location sees only a stretch of
-  a thread across the frame, so dense heads give such pieces);
-- scores: an object's peak, uniform in 0.3-1, times ``exp(-2 * offset)`` (offset: the jitter
-  in side lengths; better-placed boxes tend to score higher) times noise, uniform in 0.7-1;
+  the side length up to 256 px, plus 0.5 px); a share ``--bias`` of that variance is one error
+  common to all of the object's candidates (a detector's duplicates share its features and err
+  together; averaging them, as box fusion does, cannot remove that part). On a long thread
+  (aspect >= 8) a candidate covers only a random part of it with probability ``--fragments``
+  (a location sees only a stretch of a thread across the frame, so dense heads give such
+  pieces);
+- scores: an object's peak, uniform in 0.3-1, times ``exp(-offset / 2)`` (offset: the mean
+  side error in standard deviations; better-placed boxes tend to score higher) times noise,
+  uniform in 0.7-1;
 - 10 % of the candidates take a wrong class; ``Poisson(--clutter)`` low-scored random boxes per
   image (a quarter of them thread-shaped), wrong wherever they land;
 - embeddings (16-d, for SinkhornNMS' appearance term): each object a random unit vector, each
@@ -22,7 +26,7 @@ overlap or lie within ``--gap`` px: parallel threads, twins), over ``--repeats``
 noise (mean; the spread between draws is printed too).
 
     python benchmarks/nms_oracle.py [--data DIR] [--split all] [--repeats 3] [--dups 6]
-        [--jitter 0.05] [--fragments 0.3] [--clutter 3] [--embed-noise 0.5] [--gap 8]
+        [--jitter 0.05] [--bias 0.5] [--fragments 0.3] [--clutter 3] [--embed-noise 0.5] [--gap 8]
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ def oracle(
         look = _unit(rng.normal(size=EMBED_DIM))
         peak = rng.uniform(0.3, 1.0)
         long_axis = int(np.argmax(size)) if size.max() >= 8 * max(size.min(), 1.0) else -1
+        sigma = args.jitter * np.tile(np.minimum(size, 256.0), 2) + 0.5
+        common = rng.normal(0.0, sigma * args.bias**0.5)
         for _ in range(1 + rng.poisson(args.dups)):
             box = gt.copy()
             if long_axis >= 0 and rng.random() < args.fragments:
@@ -98,14 +104,13 @@ def oracle(
                 length = size[long_axis] * rng.uniform(0.2, 0.9)
                 start = gt[long_axis] + rng.uniform(0, size[long_axis] - length)
                 box[long_axis], box[long_axis + 2] = start, start + length
-            sides = np.tile(np.minimum(size, 256.0), 2)
-            shift = rng.normal(0.0, args.jitter * sides + 0.5)
+            shift = common + rng.normal(0.0, sigma * (1 - args.bias) ** 0.5)
             box = np.clip(box + shift, 0, [w, h, w, h])
             if box[2] - box[0] < 1 or box[3] - box[1] < 1:
                 continue
-            offset = np.abs(shift).mean() / max(float(sides.mean()), 1.0)
+            offset = float(np.mean(np.abs(shift) / sigma))  # in standard deviations
             boxes.append(box)
-            scores.append(peak * np.exp(-2.0 * offset) * rng.uniform(0.7, 1.0))
+            scores.append(peak * np.exp(-0.5 * offset) * rng.uniform(0.7, 1.0))
             labels.append(int(rng.integers(c)) if rng.random() < 0.1 else label)
             embs.append(_unit(look + rng.normal(0.0, args.embed_noise / EMBED_DIM**0.5, EMBED_DIM)))
     for _ in range(rng.poisson(args.clutter)):
@@ -167,6 +172,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dups", type=float, default=6.0)
     p.add_argument("--jitter", type=float, default=0.05)
+    p.add_argument("--bias", type=float, default=0.5)
     p.add_argument("--fragments", type=float, default=0.3)
     p.add_argument("--clutter", type=float, default=3.0)
     p.add_argument("--embed-noise", type=float, default=0.5)
