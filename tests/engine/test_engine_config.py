@@ -59,6 +59,10 @@ def test_overrides_leave_the_input_alone():
         ("train.max_steps=0", "train.max_steps"),
         ("train=3", "is a section"),
         ("max_steps", "not key=value"),
+        ("model.sinkhorn.eps=0", "model.sinkhorn.eps=0.0 is invalid"),
+        ("model.sinkhorn.num_iters=0", "model.sinkhorn.num_iters"),
+        ("model.sinkhorn.feature_margin=1", "model.sinkhorn.feature_margin"),
+        ("model.sinkhorn.overlap=giou", "iou, diou, nwd, iou\\+nwd"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

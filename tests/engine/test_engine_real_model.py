@@ -1,5 +1,6 @@
 """The engine with the real detector (``fabricdet.models.build_model``): train, evaluate with
-every NMS method, detect — the contract the test double stands in for elsewhere."""
+every NMS method, detect — the contract the test double stands in for elsewhere; evaluation
+overrides, which the real detector reads at every call."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from engine_testdata import tiny
 
 from fabricdet.cli import main
 from fabricdet.engine import evaluate_all_nms, load_model, train
+from fabricdet.engine.inference import apply_inference_overrides
 from fabricdet.ops.nms import NMS_METHODS
 
 
@@ -25,3 +27,25 @@ def test_real_detector_trains_evaluates_and_detects(synth, tmp_path, capsys):
     records = json.loads((tmp_path / "det" / "detections.json").read_text())
     assert len(records) == len(list((synth.root / "defect_Images").iterdir()))
     capsys.readouterr()
+
+
+def test_eval_overrides_change_inference_settings_only(synth, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny("train.max_steps=2"), synth, run, progress=False)
+
+    def evaluate_with(*overrides: str) -> dict:
+        args = ["eval", str(run), str(synth.root), "--json", "--quiet", "--split", "all"]
+        assert main([*args, *overrides]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert evaluate_with()["num_predictions"] > 0
+    # The detector reads its thresholds at every call: an untrained one scores far below 0.99.
+    assert evaluate_with("model.score_thresh=0.99")["num_predictions"] == 0
+    loaded = load_model(run)
+    apply_inference_overrides(loaded, ["model.sinkhorn.fuse_boxes=false", "eval.batch_size=2"])
+    assert loaded.model.cfg.sinkhorn.fuse_boxes is False and loaded.config.eval.batch_size == 2
+    for bad in ("model.width=8", "train.lr=0.1", "model.sinkhorn."):
+        assert main(["eval", str(run), str(synth.root), bad]) == 2
+        assert "evaluation takes inference settings only" in capsys.readouterr().err
+    assert main(["eval", str(run), str(synth.root), "model.sinkhorn.eps=-1"]) == 2
+    assert "model.sinkhorn.eps" in capsys.readouterr().err

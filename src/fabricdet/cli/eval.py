@@ -1,4 +1,5 @@
-"""``fabricdet eval MODEL DATA [--nms METHOD] [--split S] [--json] [--out DIR] [--report F]``.
+"""``fabricdet eval MODEL DATA [--nms METHOD] [--split S] [--json] [--out DIR] [--report F]
+[key=value ...]``.
 
 Runs MODEL (``model.pt`` or its run folder) on a split of DATA (default: the run's validation
 split; ``all`` for every image), prints COCO AP/AP50/AP75, the Tianchi score (ACC, VOC mAP) and
@@ -8,7 +9,8 @@ stderr); ``--nms all`` evaluates every NMS method and prints ``{method: metrics}
 also be a ``.onnx`` written by ``fabricdet export``, run by onnxruntime with its SinkhornNMS
 inside the graph (``--nms`` cannot change it). ``--report FILE.html`` also writes a
 self-contained HTML report (:mod:`fabricdet.report.evaluation`); with ``--nms all``, one per
-method, named ``FILE_<method>.html``.
+method, named ``FILE_<method>.html``. ``key=value`` overrides change inference settings of the
+run (``model.sinkhorn.*``, thresholds, candidate counts, ``eval.*``) for this evaluation only.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from fabricdet.data.formats import load_dataset_with_report
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.config import validate
 from fabricdet.engine.evaluate import EvalCapture, evaluate, evaluate_all_nms
-from fabricdet.engine.inference import check_nms
+from fabricdet.engine.inference import apply_inference_overrides, check_nms
 from fabricdet.metrics import format_summary
 from fabricdet.ops.nms import NMS_METHODS
 
@@ -36,6 +38,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         "model", type=Path, help="model.pt (or its run folder), or a .onnx from fabricdet export"
     )
     parser.add_argument("data", type=Path, help="dataset: Tianchi folder, COCO JSON, YOLO folder")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="inference settings for this evaluation, e.g. model.sinkhorn.fuse_boxes=false "
+        "model.score_thresh=0.05 (model.sinkhorn.*, model.score_thresh, "
+        "model.topk_candidates, model.detections_per_img, eval.*)",
+    )
     parser.add_argument(
         "--nms",
         default=None,
@@ -68,12 +78,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lenient", action="store_true", help="skip bad dataset records")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    # parse_args stops filling a '*' positional at the first option.
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:
     if args.nms is not None and args.nms != ALL_METHODS:
         check_nms(args.nms)
     loaded = load_model(args.model, device="cpu")
+    apply_inference_overrides(loaded, args.overrides)
     dataset, report = load_dataset_with_report(args.data, strict=not args.lenient)
     if not report.clean:
         print(report.format(), file=sys.stderr)

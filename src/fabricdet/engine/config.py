@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import get_args
 
 from fabricdet.errors import FabricdetError
 from fabricdet.models.config import ModelConfig
+from fabricdet.ops.boxes import OverlapKind
 from fabricdet.ops.nms import NMS_METHODS
 
 MASK_MODES: tuple[str, ...] = ("none", "full")
@@ -176,6 +178,27 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(t.grad_clip >= 0.0, "train.grad_clip", t.grad_clip, "a number >= 0 (0: off)")
     _check(t.log_every >= 1, "train.log_every", t.log_every, "an integer >= 1")
     _check(t.device in DEVICES, "train.device", t.device, f"one of {', '.join(DEVICES)}")
+    sk = cfg.model.sinkhorn
+    _check(
+        0.0 < sk.iou_threshold <= 1.0, "model.sinkhorn.iou_threshold", sk.iou_threshold, "(0, 1]"
+    )
+    _check(sk.eps > 0.0, "model.sinkhorn.eps", sk.eps, "a positive number")
+    _check(sk.eps_start > 0.0, "model.sinkhorn.eps_start", sk.eps_start, "a positive number")
+    _check(sk.num_iters >= 1, "model.sinkhorn.num_iters", sk.num_iters, "an integer >= 1")
+    for name in ("spatial_weight", "feature_weight", "quality_weight"):
+        value = getattr(sk, name)
+        _check(value >= 0.0, f"model.sinkhorn.{name}", value, "a number >= 0")
+    _check(
+        0.0 <= sk.feature_margin < 1.0, "model.sinkhorn.feature_margin", sk.feature_margin, "[0, 1)"
+    )
+    _check(sk.quality_range > 0.0, "model.sinkhorn.quality_range", sk.quality_range, "> 0")
+    overlaps = get_args(OverlapKind)
+    _check(
+        sk.overlap in overlaps,
+        "model.sinkhorn.overlap",
+        sk.overlap,
+        f"one of {', '.join(overlaps)}",
+    )
     _check(0.0 <= e.score_threshold <= 1.0, "eval.score_threshold", e.score_threshold, "0..1")
     _check(0.0 <= e.defect_threshold <= 1.0, "eval.defect_threshold", e.defect_threshold, "0..1")
     _check(e.batch_size >= 1, "eval.batch_size", e.batch_size, "an integer >= 1")

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fabricdet.engine.checkpoint import LoadedModel
 from fabricdet.engine.config import ConfigError
+from fabricdet.engine.config_io import apply_overrides
 from fabricdet.engine.transforms import Resize, unresize_boxes, unresize_masks
 from fabricdet.errors import FabricdetError
 from fabricdet.ops.nms import NMS_METHODS
@@ -62,6 +64,52 @@ def set_nms(model: nn.Module, method: str) -> None:
             "switched; evaluate without --nms"
         )
     model.nms_method = method
+
+
+#: Run-config keys that change inference only: the NMS options and thresholds, the candidate
+#: and detection counts, the evaluation settings. Everything else describes the trained
+#: network, which the weights fix.
+INFERENCE_KEYS: tuple[str, ...] = (
+    "model.sinkhorn.",
+    "model.score_thresh",
+    "model.topk_candidates",
+    "model.detections_per_img",
+    "eval.",
+)
+
+
+def apply_inference_overrides(loaded: LoadedModel, overrides: Sequence[str]) -> None:
+    """Apply ``key=value`` overrides of inference settings to a loaded model, in place.
+
+    The detector reads its options from ``loaded.config.model`` at every call, so the change
+    takes effect at once (e.g. ``model.sinkhorn.fuse_boxes=false`` evaluates the kept seeds'
+    own boxes without retraining).
+
+    Raises:
+        ConfigError: a key outside :data:`INFERENCE_KEYS`, a model key for an exported
+            ``.onnx`` (its post-processing is fixed in the graph), or an invalid value.
+    """
+    if not overrides:
+        return
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if not key.startswith(INFERENCE_KEYS) or key.endswith("."):
+            raise ConfigError(
+                f"{item!r}: evaluation takes inference settings only "
+                f"({', '.join(k + '*' if k.endswith('.') else k for k in INFERENCE_KEYS)}); "
+                "the rest is fixed by training: retrain to change it"
+            )
+        if key.startswith("model.") and loaded.path.suffix.lower() == ".onnx":
+            raise ConfigError(
+                f"{item!r}: {loaded.path} is an exported graph whose post-processing is fixed; "
+                "export again from a model.pt evaluated with this setting"
+            )
+    new = apply_overrides(loaded.config, overrides)
+    for key in INFERENCE_KEYS:
+        section, _, name = key.rstrip(".").partition(".")
+        if section == "model":
+            setattr(loaded.config.model, name, getattr(new.model, name))
+    loaded.config.eval = new.eval
 
 
 def _sync(device: torch.device) -> None:
