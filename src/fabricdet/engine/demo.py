@@ -83,6 +83,13 @@ def _write_report(
         f"when its best detection scores at least {loaded.config.eval.defect_threshold:.3f}, "
         "the threshold most accurate on the validation split."
     )
+    report.paragraph(
+        "This is a few minutes of CPU training from scratch, far from converged: accuracy keeps "
+        "rising with steps (the README's learning curve). For a usable model, train longer, e.g. "
+        f"fabricdet train {dataset.root} --out {out_dir / 'long'} --minutes 60 "
+        "train.max_steps=100000 (the schedule then follows the clock), or train the "
+        "full-resolution preset on a GPU (--preset full)."
+    )
     report.heading("Accuracy and latency by NMS method")
     rows = [
         [m, *[float(results[m].get(c) or 0.0) for c in _COLUMNS], results[m]["ms_per_image"] or 0.0]
