@@ -11,7 +11,7 @@ It answers how accuracy grows with training compute on this machine, i.e. what a
 ``--minutes`` budget would buy over the demo's.
 
     python benchmarks/learning_curve.py --out runs/curve [--steps 1600] [--every 400]
-        [--data DIR] [--nms greedy sinkhorn] [key=value ...]
+        [--data DIR] [key=value ...] [--nms greedy sinkhorn]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from fabricdet.engine.config_io import apply_overrides
 from fabricdet.engine.demo import DEMO_SIZE
 from fabricdet.engine.evaluate import evaluate
 from fabricdet.engine.train import CHECKPOINT_FILE, MODEL_FILE, train
+from fabricdet.ops.nms import NMS_METHODS
 
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "tianchi_score")
 
@@ -57,7 +58,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, help="dataset (default: render the demo's into OUT/data)")
     p.add_argument("--steps", type=int, default=1600)
     p.add_argument("--every", type=int, default=400)
-    p.add_argument("--nms", nargs="+", default=["greedy", "sinkhorn"])
+    # choices: an override after --nms would otherwise be read as a method name
+    p.add_argument("--nms", nargs="+", default=["greedy", "sinkhorn"], choices=NMS_METHODS)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("overrides", nargs="*", help="run config key=value overrides")
     args = p.parse_args()
