@@ -34,8 +34,7 @@ from torch import Tensor, nn
 
 from fabricdet.data.categories import Category
 from fabricdet.data.dataset import DetectionDataset
-from fabricdet.data.formats import load_dataset
-from fabricdet.data.synth import generate_dataset
+from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.checkpoint import MODEL_FILE, load_model
 from fabricdet.engine.config import preset
 from fabricdet.engine.config_io import apply_overrides
@@ -190,12 +189,8 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data_dir = args.out / "data"
-    if (data_dir / "Annotations" / "anno_train.json").is_file():
-        dataset = load_dataset(data_dir)
-    else:
-        w, h = (int(v) for v in args.size.split("x"))
-        dataset = generate_dataset(data_dir, args.num_images, seed=0, size=(w, h), progress=False)
+    w, h = (int(v) for v in args.size.split("x"))
+    dataset = load_or_generate(args.out / "data", args.num_images, 0, (w, h), progress=False)
     if args.classes == "defect":
         dataset = one_class(dataset)
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from fabricdet.data.formats import load_dataset
-from fabricdet.data.synth import generate_dataset
+from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.checkpoint import load_checkpoint, load_model
 from fabricdet.engine.config import preset
 from fabricdet.engine.config_io import apply_overrides
@@ -65,10 +65,10 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    data_dir = args.data or args.out / "data"
-    if args.data is None and not (data_dir / "Annotations" / "anno_train.json").is_file():
-        generate_dataset(data_dir, 1000, seed=0, size=DEMO_SIZE, progress=False)
-    dataset = load_dataset(data_dir)
+    if args.data is not None:
+        dataset = load_dataset(args.data)
+    else:  # the demo's data
+        dataset = load_or_generate(args.out / "data", 1000, 0, DEMO_SIZE, progress=False)
     run_dir = args.out / "run"
     curve = args.out / "curve.jsonl"
     rows = _done_rows(curve)

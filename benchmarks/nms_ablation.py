@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fabricdet.data.dataset import DetectionDataset, ImageRecord
-from fabricdet.data.formats import load_dataset
-from fabricdet.data.synth import generate_dataset
+from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.config import preset
 from fabricdet.engine.config_io import apply_overrides
@@ -114,12 +113,8 @@ def main() -> None:
     parser.add_argument("--size", default="640x256")
     parser.add_argument("--gap", type=float, default=8.0)
     args = parser.parse_args()
-    data_dir = args.out / "data"
-    if (data_dir / "Annotations" / "anno_train.json").is_file():
-        dataset = load_dataset(data_dir)
-    else:
-        w, h = (int(v) for v in args.size.split("x"))
-        dataset = generate_dataset(data_dir, args.num_images, seed=0, size=(w, h))
+    w, h = (int(v) for v in args.size.split("x"))
+    dataset = load_or_generate(args.out / "data", args.num_images, 0, (w, h))
     adj = adjacent_subset(dataset, "test", args.gap)
     per_seed = [run_seed(dataset, adj, args.out, s, args.steps) for s in args.seeds]
     n_test = sum(r.split == "test" for r in dataset.images)

@@ -42,7 +42,7 @@ import torch
 
 from fabricdet.data.dataset import DetectionDataset, ImageRecord
 from fabricdet.data.formats import load_dataset
-from fabricdet.data.synth import generate_dataset
+from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.demo import DEMO_SIZE
 from fabricdet.metrics import Predictions, coco_metrics
 from fabricdet.models.config import SinkhornNMSConfig
@@ -52,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from nms_ablation import adjacent  # benchmarks/ is a folder of scripts, not a package
 
 EMBED_DIM = 16
+#: the detector's default SinkhornNMS options, as its post-processing passes them
+SINKHORN = SinkhornNMSConfig()
 #: row name -> (NMS method, SinkhornNMS option overrides, pass the embeddings)
 METHODS: dict[str, tuple[str, dict[str, object], bool]] = {
     "greedy": ("greedy", {}, False),
@@ -132,14 +134,13 @@ def run_nms(cand: Candidates, row: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     if len(cand.scores) == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
     method, overrides, with_embeddings = METHODS[row]
-    sk = SinkhornNMSConfig()
     options: dict[str, object] = {}
     if method == "sinkhorn":
-        options = {**sk.solver_options(sk.eps), **overrides}
+        options = {**SINKHORN.solver_options(SINKHORN.eps), **overrides}
         if with_embeddings:
             options["embeddings"] = cand.embeddings
     res = batched_nms(
-        cand.boxes, cand.scores, cand.labels, sk.iou_threshold, method=method,
+        cand.boxes, cand.scores, cand.labels, SINKHORN.iou_threshold, method=method,
         return_result=True, **options,
     )  # fmt: skip
     return res.boxes.numpy(), res.scores.numpy(), cand.labels[res.keep].numpy()
@@ -179,10 +180,10 @@ def main() -> None:
     p.add_argument("--gap", type=float, default=8.0)
     args = p.parse_args()
     torch.set_num_threads(1)
-    data_dir = args.data or args.out / "data"
-    if args.data is None and not (data_dir / "Annotations" / "anno_train.json").is_file():
-        generate_dataset(data_dir, 1000, seed=0, size=DEMO_SIZE, progress=False)
-    dataset = load_dataset(data_dir)
+    if args.data is not None:
+        dataset = load_dataset(args.data)
+    else:  # the demo's data
+        dataset = load_or_generate(args.out / "data", 1000, 0, DEMO_SIZE, progress=False)
     images = [r for r in dataset.images if args.split in ("all", r.split)]
     adj = [r for r in images if adjacent(r, args.gap)]
     results: dict[str, list[tuple[float, ...]]] = {m: [] for m in METHODS}

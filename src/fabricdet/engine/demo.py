@@ -15,8 +15,7 @@ from typing import Any
 
 import cv2
 
-from fabricdet.data.formats import load_dataset
-from fabricdet.data.synth import generate_dataset
+from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.config import preset
 from fabricdet.engine.evaluate import calibrate_defect_threshold, evaluate_all_nms
@@ -45,11 +44,7 @@ def run_demo(
 ) -> dict[str, dict[str, Any]]:
     """Run the whole pipeline; return ``{nms method: metrics on the test split}``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data_dir = out_dir / "data"
-    if (data_dir / "Annotations" / "anno_train.json").is_file():
-        dataset = load_dataset(data_dir)
-    else:
-        dataset = generate_dataset(data_dir, num_images, seed=seed, size=size, progress=progress)
+    dataset = load_or_generate(out_dir / "data", num_images, seed, size, progress=progress)
     run_dir = out_dir / "run"
     if not (run_dir / MODEL_FILE).is_file():
         resume = (run_dir / CONFIG_FILE).is_file()

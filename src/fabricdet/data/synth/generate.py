@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from fabricdet.data.categories import TIANCHI_CATEGORIES
 from fabricdet.data.dataset import DetectionDataset, ImageRecord, Instance
-from fabricdet.data.formats import write_coco, write_tianchi
+from fabricdet.data.formats import load_dataset, write_coco, write_tianchi
 from fabricdet.data.synth.camera import encode_jpeg
 from fabricdet.data.synth.config import SynthConfig, SynthError
 from fabricdet.data.synth.scene import render_sample
@@ -190,3 +190,19 @@ def generate_dataset(
         write_coco(dataset.subset(split), annotations / f"instances_{split}.json")
     write_tianchi(dataset, out_dir)  # anno_train.json and splits.json
     return dataset
+
+
+def load_or_generate(
+    out_dir: Path | str,
+    num_images: int,
+    seed: int = 0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    *,
+    progress: bool = True,
+) -> DetectionDataset:
+    """The synthetic dataset in ``out_dir``, rendered there first (:func:`generate_dataset`)
+    unless an earlier run already wrote it: how the demo and the benchmarks resume."""
+    out_dir = Path(out_dir)
+    if (out_dir / ANNOTATION_DIR / "anno_train.json").is_file():
+        return load_dataset(out_dir)
+    return generate_dataset(out_dir, num_images, seed=seed, size=size, progress=progress)
