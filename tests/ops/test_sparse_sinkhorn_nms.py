@@ -6,7 +6,7 @@ import pytest
 import torch
 from candidates import detector_candidates
 
-from fabricdet.ops import batched_nms
+from fabricdet.ops import SinkhornNMS, batched_nms
 from fabricdet.ops.boxes import pairwise_iou, pairwise_nwd, pairwise_overlap
 from fabricdet.ops.nms import sinkhorn_batched_nms
 from fabricdet.ops.sinkhorn_nms_terms import neighbourhood_reach, similarity_floor
@@ -69,6 +69,7 @@ def test_sparse_equals_dense_with_embeddings(seed: int) -> None:
         {"quality_weight": 2.0, "spatial_weight": 16.0},
         {"quality_range": 0.5, "spatial_weight": 5.0},
         {"quality_range": float("inf")},  # unbounded prior: no floor, the dense problem
+        {"fuse_power": 3.0},
     ],
 )
 def test_sparse_equals_dense_options(options: dict) -> None:
@@ -178,9 +179,37 @@ def test_claim_chains_decode_as_greedy(dense: bool) -> None:
     assert got.keep.tolist() == batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 4, 6]
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_fuse_power_pulls_the_fused_box_to_the_best_scored_duplicate(dense: bool) -> None:
+    """Two duplicates of one object, the weaker shifted right: the fused box lies between them
+    and moves towards the stronger as the power grows, ending on it."""
+    boxes = torch.tensor([[0.0, 0.0, 40.0, 20.0], [4.0, 0.0, 44.0, 20.0]])
+    scores = torch.tensor([0.9, 0.5])
+    labels = torch.zeros(2, dtype=torch.long)
+    lefts = []
+    for power in (0.0, 2.0, 8.0, 64.0):
+        got = sinkhorn_batched_nms(boxes, scores, labels, 0.5, dense=dense, fuse_power=power)
+        assert got.keep.tolist() == [0]
+        lefts.append(got.boxes[0, 0].item())
+    assert 0.0 < lefts[-1] < lefts[2] < lefts[1] < lefts[0] < 4.0
+    assert lefts[-1] < 1e-3
+
+
+def test_negative_fuse_power_is_an_error() -> None:
+    with pytest.raises(ValueError, match="fuse_power"):
+        SinkhornNMS(fuse_power=-1.0)
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(
-    "options", [{}, {"overlap": "iou"}, {"overlap": "diou"}, {"quality_range": float("inf")}]
+    "options",
+    [
+        {},
+        {"overlap": "iou"},
+        {"overlap": "diou"},
+        {"quality_range": float("inf")},
+        {"fuse_power": 2.0},
+    ],
 )
 def test_compiled_kernel_equals_tensor_ops(seed: int, options: dict) -> None:
     """The compiled CPU kernel and the tensor-op path: same kept set, same fused boxes."""

@@ -185,7 +185,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(sk.eps > 0.0, "model.sinkhorn.eps", sk.eps, "a positive number")
     _check(sk.eps_start > 0.0, "model.sinkhorn.eps_start", sk.eps_start, "a positive number")
     _check(sk.num_iters >= 1, "model.sinkhorn.num_iters", sk.num_iters, "an integer >= 1")
-    for name in ("spatial_weight", "feature_weight", "quality_weight"):
+    for name in ("spatial_weight", "feature_weight", "quality_weight", "fuse_power"):
         value = getattr(sk, name)
         _check(value >= 0.0, f"model.sinkhorn.{name}", value, "a number >= 0")
     _check(

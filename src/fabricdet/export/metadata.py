@@ -68,6 +68,7 @@ def build_metadata(loaded: LoadedModel, wrapper: ExportableDetector) -> dict[str
             "overlap": nms.overlap,
             "nwd_scale": nms.nwd_scale,
             "fuse_boxes": nms.fuse_boxes,
+            "fuse_power": nms.fuse_power,
             "topk_candidates": wrapper.topk,
             "score_thresh": wrapper.score_thresh,
         },

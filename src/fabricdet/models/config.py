@@ -22,6 +22,7 @@ class SinkhornNMSConfig:
     dustbin_cost: float = 3.0
     overlap: str = "iou+nwd"
     fuse_boxes: bool = True  # plan-weighted fused boxes, else each kept seed's own box
+    fuse_power: float = 0.0  # fused boxes weight each duplicate's mass by its score ** this
 
     def solver_options(self, eps: float) -> dict[str, Any]:
         """Keyword options of SinkhornNMS (and of ``batched_nms(method="sinkhorn")``) at

@@ -62,7 +62,9 @@ Outputs
   ``eps`` (see tests). (Decoding by each seed's argmax alone, or by two rounds of it, lets
   suppressed slots suppress, or leaves boxes that greedy NMS removes: on a trained detector's
   candidates the two-round decode kept far more boxes than greedy NMS.)
-- ``boxes[j] = sum_i P_ij b_i / sum_i P_ij``: plan-weighted box fusion;
+- ``boxes[j] = sum_i w_ij b_i / sum_i w_ij`` with ``w_ij = P_ij s_i^gamma``: plan-weighted box
+  fusion (``gamma = fuse_power``; 0 weights duplicates by their plan mass, which is linear in
+  their score; larger lets the best-scored dominate);
 - ``survival[i]``: ``keep_prob`` of the slot candidate ``i`` seeds (0 if it seeds none).
 
 Everything is batched (``[B, N]`` with a padding mask), has static shapes, runs a fixed number
@@ -93,6 +95,7 @@ from fabricdet.ops.sinkhorn_nms_edges import PlanEntries, edge_plan
 from fabricdet.ops.sinkhorn_nms_terms import (
     SEED_FUSE_WEIGHT,
     appearance_cost,
+    fusion_factor,
     quality_prior,
     similarity_floor,
 )
@@ -256,6 +259,10 @@ class SinkhornNMS(nn.Module):
             for claim chains up to that depth: :func:`greedy_fixed_point`); 0: no hard decode
             (``keep`` is None; training losses use the soft outputs only).
         fuse_boxes: output plan-weighted fused boxes (default) or each slot's seed box.
+        fuse_power: ``gamma``: each candidate's plan mass is weighted by its score to this
+            power in the fused box (0: the plan alone; larger: the best-scored duplicates
+            dominate, so an error the duplicates share is not dragged further by the worse
+            placed ones).
         num_classes: labels lie in ``0 .. num_classes - 1``: the static number of per-class
             dustbins (needed for tracing and export; ``None``: read from the labels).
         edges: solve on the pairs that can carry mass
@@ -285,6 +292,7 @@ class SinkhornNMS(nn.Module):
         solver_mode: SolverMode = "hybrid",
         decode_iters: int = DECODE_ITERS,
         fuse_boxes: bool = True,
+        fuse_power: float = 0.0,
         num_classes: int | None = None,
         edges: bool = False,
     ) -> None:
@@ -297,6 +305,8 @@ class SinkhornNMS(nn.Module):
             raise ValueError(f"feature_margin must be in [0, 1), got {feature_margin}")
         if not quality_range > 0:
             raise ValueError(f"quality_range must be > 0, got {quality_range}")
+        if not fuse_power >= 0:
+            raise ValueError(f"fuse_power must be >= 0, got {fuse_power}")
         self.iou_threshold = iou_threshold
         self.eps = eps
         self.num_iters = num_iters
@@ -315,6 +325,7 @@ class SinkhornNMS(nn.Module):
         self.solver_mode = solver_mode
         self.decode_iters = decode_iters
         self.fuse_boxes = fuse_boxes
+        self.fuse_power = fuse_power
         self.num_classes = num_classes
         self.edges = edges
 
@@ -379,14 +390,14 @@ class SinkhornNMS(nn.Module):
             )  # fmt: skip
             return _decode_entries(
                 entries, boxes, scores, labels_eff, slot_index, slot_mask, num_groups,
-                self.decode_iters, self.fuse_boxes,
+                self.decode_iters, self.fuse_power if self.fuse_boxes else None,
             )  # fmt: skip
         plan = self._dense_plan(
             boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask, num_groups
         )
         return self._decode(
             plan, boxes, scores, labels_eff, slot_index, slot_mask, n, k, batch,
-            self.decode_iters, self.fuse_boxes,
+            self.decode_iters, self.fuse_power if self.fuse_boxes else None,
         )  # fmt: skip
 
     def _dense_plan(
@@ -500,8 +511,11 @@ class SinkhornNMS(nn.Module):
         k: int,
         batch: int,
         decode_iters: int,
-        fuse_boxes: bool,
+        fuse_power: float | None,
     ) -> SinkhornNMSOutput:
+        """Outputs of a dense plan; ``fuse_power``: see
+        :func:`~fabricdet.ops.sinkhorn_nms_terms.fusion_factor` (``None``: the seeds' own
+        boxes)."""
         match = plan[:, :n, :k]  # candidate -> slot mass
         rows = plan[:, :n, :]
         seed_rows = torch.gather(rows, 1, slot_index.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))
@@ -515,10 +529,10 @@ class SinkhornNMS(nn.Module):
             keep = greedy_fixed_point(seed_rows, seed_mass, alive, decode_iters)
 
         out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
-        if fuse_boxes:  # plan-weighted
-            w = SEED_FUSE_WEIGHT
-            fused = match.transpose(1, 2) @ boxes.to(match.dtype) + w * out_boxes
-            out_boxes = fused / (match.sum(1).unsqueeze(-1) + w)
+        if fuse_power is not None:
+            weight = match * fusion_factor(scores, fuse_power).to(match.dtype).unsqueeze(-1)
+            fused = weight.transpose(1, 2) @ boxes.to(match.dtype) + SEED_FUSE_WEIGHT * out_boxes
+            out_boxes = fused / (weight.sum(1).unsqueeze(-1) + SEED_FUSE_WEIGHT)
         return _output(slot_index, slot_mask, keep_prob, keep, out_boxes.to(boxes.dtype),
                        seed_scores, labels, n, plan)  # fmt: skip
 
@@ -532,7 +546,7 @@ def _decode_entries(
     slot_mask: Tensor,
     num_groups: int,
     decode_iters: int,
-    fuse_boxes: bool,
+    fuse_power: float | None,
 ) -> SinkhornNMSOutput:
     """:meth:`SinkhornNMS._decode` of a plan given by its entries (the edge-list solve): the
     same outputs, without the dense ``[B, N + G, K + G]`` intermediates in the backward pass."""
@@ -559,12 +573,13 @@ def _decode_entries(
                                     decode_iters)  # fmt: skip
 
     out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
-    if fuse_boxes:  # plan-weighted
-        w = SEED_FUSE_WEIGHT
-        weighted = boxes.to(mass.dtype).flatten(0, 1).index_select(0, cand) * mass.unsqueeze(1)
+    if fuse_power is not None:
+        factor = fusion_factor(scores.flatten(), fuse_power).to(mass.dtype).index_select(0, cand)
+        weight = mass * factor
+        weighted = boxes.to(mass.dtype).flatten(0, 1).index_select(0, cand) * weight.unsqueeze(1)
         fused = mass.new_zeros(batch * k, 4).index_add(0, slot, weighted).view(batch, k, 4)
-        total = mass.new_zeros(batch * k).index_add(0, slot, mass).view(batch, k, 1)
-        out_boxes = (fused + w * out_boxes) / (total + w)
+        total = mass.new_zeros(batch * k).index_add(0, slot, weight).view(batch, k, 1)
+        out_boxes = (fused + SEED_FUSE_WEIGHT * out_boxes) / (total + SEED_FUSE_WEIGHT)
     return _output(slot_index, slot_mask, keep_prob, keep, out_boxes.to(boxes.dtype), seed_scores,
                    labels, n, plan.dense(batch, n + num_groups, k + num_groups))  # fmt: skip
 

@@ -140,6 +140,7 @@ def sinkhorn_nms_kernel(
     floor: float,
     reach: float,
     fuse: bool,
+    fuse_power: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hard decode and output boxes.
 
@@ -147,6 +148,7 @@ def sinkhorn_nms_kernel(
         boxes (float64[N, 4]), scores (float64[N]), cls (int64[N], dense 0..G-1),
         embeddings (float64[N, D], D = 0 without): L2-normalised.
         floor: similarity floor (-inf: none); reach: sweep reach (inf: whole class).
+        fuse_power: each candidate's mass in a fused box is times its score to this power.
         The rest: SinkhornNMS options (``q_range`` inf: raw log-ratio prior).
 
     Returns:
@@ -163,7 +165,7 @@ def sinkhorn_nms_kernel(
     )  # fmt: skip
     u, v = _scalings(kernel, start, col, cls, scores, capacity, class_mass, num_iters)
     keep = _decode(kernel, v, start, col, scores)
-    out = _fuse(kernel, u, v, start, col, boxes) if fuse else boxes.copy()
+    out = _fuse(kernel, u, v, start, col, boxes, scores, fuse_power) if fuse else boxes.copy()
     return keep, out
 
 
@@ -340,15 +342,19 @@ def _fuse(
     start: np.ndarray,
     col: np.ndarray,
     boxes: np.ndarray,
+    scores: np.ndarray,
+    power: float,
 ) -> np.ndarray:
-    """Plan-weighted box of every slot (dustbin row excluded; the seed weighted tiny)."""
+    """Plan-weighted box of every slot (dustbin row excluded; the seed weighted tiny), each
+    candidate's mass times its score to ``power``."""
     n = len(boxes)
     weight = np.zeros(n)
     acc = np.zeros((n, 4))
     for i in range(n):
+        sharp = scores[i] ** power if power != 0.0 else 1.0
         for e in range(start[i], start[i + 1] - 1):
             j = col[e]
-            p = u[i] * kernel[e] * v[j]
+            p = u[i] * kernel[e] * v[j] * sharp
             weight[j] += p
             for t in range(4):  # scalar loops: array expressions allocate
                 acc[j, t] += p * boxes[i, t]

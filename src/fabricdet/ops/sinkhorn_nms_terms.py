@@ -4,7 +4,8 @@ edge-list training solve (the formulation is in :mod:`fabricdet.ops.sinkhorn_nms
 - :func:`similarity_floor`: the similarity ``m`` below which a pair provably carries no mass;
 - :func:`neighbourhood_reach`: how far apart (in box sizes) two boxes with ``sigma >= m`` can be;
 - :func:`appearance_cost`, :func:`quality_prior`: two of the cost's terms;
-- :data:`SEED_FUSE_WEIGHT`: the seed's weight in its fused box.
+- :data:`SEED_FUSE_WEIGHT`, :func:`fusion_factor`: the seed's weight in its fused box, and the
+  score factor on every candidate's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,25 @@ from fabricdet.ops.boxes import OverlapKind
 _MARGIN = 20.0
 #: Weight of a slot's seed box in its plan-weighted fused box: keeps an empty slot at its seed.
 SEED_FUSE_WEIGHT = 1e-6
+
+
+def fusion_factor(scores: Tensor, power: float) -> Tensor:
+    """Factor on each candidate's plan mass in its slot's fused box: ``s ** power``.
+
+    The plan already carries mass up to each candidate's score, so ``power = 0`` weights the
+    duplicates linearly by score; a larger power lets the best-scored (with a quality-aware
+    score, the best-placed) ones dominate, towards the seed's own box as ``power`` grows.
+
+    Args:
+        scores (Tensor[...]): confidences in [0, 1].
+
+    Returns:
+        Tensor[...], the shape of ``scores``.
+    """
+    if power == 0.0:
+        return torch.ones_like(scores)
+    # Clamped: the gradient of s ** power is finite at s = 0 for powers below 1 too.
+    return scores.clamp_min(1e-6) ** power
 
 
 def similarity_floor(

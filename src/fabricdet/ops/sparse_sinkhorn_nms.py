@@ -88,6 +88,7 @@ from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, sinkhorn_nms_kernel
 from fabricdet.ops.sinkhorn_nms_terms import (
     SEED_FUSE_WEIGHT,
     appearance_cost,
+    fusion_factor,
     neighbourhood_reach,
     quality_prior,
     similarity_floor,
@@ -308,6 +309,7 @@ def sparse_sinkhorn_nms(
     nwd_scale: float = NWD_SCALE,
     decode_iters: int = DECODE_ITERS,
     fuse_boxes: bool = True,
+    fuse_power: float = 0.0,
     backend: Backend = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Class-wise SinkhornNMS hard decode on neighbourhood edges (module docstring).
@@ -326,7 +328,8 @@ def sparse_sinkhorn_nms(
     Returns:
         keep (Tensor[K] int64): kept indices by decreasing score (ties: lower index first).
         scores (Tensor[K]): their scores.
-        boxes (Tensor[K, 4]): their plan-weighted fused boxes (``fuse_boxes=False``: their own).
+        boxes (Tensor[K, 4]): their plan-weighted fused boxes (``fuse_boxes=False``: their own;
+            ``fuse_power``: :func:`~fabricdet.ops.sinkhorn_nms_terms.fusion_factor`).
     """
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
@@ -346,7 +349,7 @@ def sparse_sinkhorn_nms(
             iou_threshold, eps, num_iters, spatial_weight, feature_weight, feature_margin,
             quality_weight, quality_range, dustbin_cost, capacity_temperature,
             OVERLAP_CODES[overlap], nwd_scale, -math.inf if floor is None else floor,
-            neighbourhood_reach(overlap, nwd_scale, floor), fuse_boxes,
+            neighbourhood_reach(overlap, nwd_scale, floor), fuse_boxes, fuse_power,
         )  # fmt: skip
         keep = torch.from_numpy(keep_mask).to(boxes.device).nonzero()[:, 0]
         keep = keep[torch.argsort(scores.index_select(0, keep), descending=True, stable=True)]
@@ -415,7 +418,8 @@ def sparse_sinkhorn_nms(
 
     box = boxes.to(work).index_select(0, nb.order)
     if fuse_boxes:  # plan-weighted (dustbin row excluded), the seed weighted tiny as dense
-        weights = torch.cat([box, torch.ones_like(supply).unsqueeze(1)], 1) * u[:n].unsqueeze(1)
+        sharp = u[:n] * fusion_factor(supply, fuse_power)
+        weights = torch.cat([box, torch.ones_like(supply).unsqueeze(1)], 1) * sharp.unsqueeze(1)
         fused = (kt_mat @ torch.cat([weights, weights.new_zeros(g, 5)]))[:n] * v[:n].unsqueeze(1)
         box = (fused[:, :4] + SEED_FUSE_WEIGHT * box) / (fused[:, 4:] + SEED_FUSE_WEIGHT)
 

@@ -56,6 +56,8 @@ def test_options_are_validated() -> None:
         AdapterOptions(nms_method="fast")
     with pytest.raises(ValueError, match="iou_threshold"):
         AdapterOptions(iou_threshold=0.0)
+    with pytest.raises(ValueError, match="fuse_power"):
+        AdapterOptions(fuse_power=-2.0)
     with pytest.raises(TypeError):
         with_sinkhorn_nms(tiny_host("fcos"), no_such_option=1)
     model = with_sinkhorn_nms(tiny_host("fcos"))

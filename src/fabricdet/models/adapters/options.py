@@ -39,6 +39,8 @@ class AdapterOptions:
             have no embeddings).
         fuse_boxes: output SinkhornNMS' plan-fused boxes (``False``: the kept candidates' own
             boxes, as greedy NMS outputs them).
+        fuse_power: the fused box weights each duplicate's plan mass by its score to this
+            power (:func:`fabricdet.ops.sinkhorn_nms_terms.fusion_factor`).
         train_through: add the set loss on SinkhornNMS' slots to the host's losses in training.
         keep_weight, box_weight: :class:`fabricdet.models.set_loss.SetCriterion` weights.
         set_weight: factor on every set-loss term.
@@ -65,6 +67,7 @@ class AdapterOptions:
     overlap: str = "iou+nwd"
     nwd_scale: float = NWD_SCALE
     fuse_boxes: bool = True
+    fuse_power: float = 0.0
     train_through: bool = True
     keep_weight: float = 1.0
     box_weight: float = 2.0
@@ -85,6 +88,8 @@ class AdapterOptions:
             raise ValueError("need eps > 0, eps_start > 0 and num_iters >= 1")
         if min(self.set_topk, self.set_slots, self.set_proposals) < 1:
             raise ValueError("set_topk, set_slots and set_proposals must be >= 1")
+        if not self.fuse_power >= 0:
+            raise ValueError(f"fuse_power must be >= 0, got {self.fuse_power}")
         if self.iou_threshold is not None and not 0.0 < self.iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
 
@@ -103,4 +108,5 @@ class AdapterOptions:
             "dustbin_cost": self.dustbin_cost,
             "overlap": self.overlap,
             "nwd_scale": self.nwd_scale,
+            "fuse_power": self.fuse_power,
         }

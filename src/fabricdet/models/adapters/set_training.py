@@ -115,7 +115,8 @@ class SetTerms(nn.Module):
             iou_threshold=iou_threshold, eps=options.eps_start, num_iters=options.num_iters,
             spatial_weight=options.spatial_weight, quality_weight=options.quality_weight,
             dustbin_cost=options.dustbin_cost, overlap=options.overlap,  # type: ignore[arg-type]
-            nwd_scale=options.nwd_scale, max_slots=options.set_slots,
+            nwd_scale=options.nwd_scale, fuse_power=options.fuse_power,
+            max_slots=options.set_slots,
             edges=True, decode_iters=0,  # the set loss needs neither the dense plan nor `keep`
         )  # fmt: skip
         self.criterion = SetCriterion(options.keep_weight, options.box_weight, options.set_min_iou)
