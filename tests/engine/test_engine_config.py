@@ -63,6 +63,7 @@ def test_overrides_leave_the_input_alone():
         ("model.sinkhorn.num_iters=0", "model.sinkhorn.num_iters"),
         ("model.sinkhorn.feature_margin=1", "model.sinkhorn.feature_margin"),
         ("model.sinkhorn.fuse_power=-1", "model.sinkhorn.fuse_power"),
+        ("train.ema_decay=1", "train.ema_decay"),
         ("model.sinkhorn.overlap=giou", "iou, diou, nwd, iou\\+nwd"),
     ],
 )

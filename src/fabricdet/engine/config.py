@@ -78,6 +78,8 @@ class TrainConfig:
         seed: seeds the model initialisation, the sampler and the augmentation.
         amp: mixed precision (float16 autocast + gradient scaling); used on CUDA only.
         grad_clip: maximum global gradient norm; 0 turns clipping off.
+        ema_decay: ``model.pt`` holds the exponential moving average of the weights with this
+            decay (warmed up, see :mod:`fabricdet.engine.ema`); 0 publishes the last weights.
         log_every: log losses (progress line, TensorBoard) every this many steps.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         tensorboard: write TensorBoard scalars under ``RUN/tb`` when tensorboard is installed.
@@ -97,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True
     grad_clip: float = 10.0
+    ema_decay: float = 0.999
     log_every: int = 10
     device: str = "auto"
     tensorboard: bool = True
@@ -176,6 +179,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(t.max_steps >= 1, "train.max_steps", t.max_steps, "an integer >= 1")
     _check(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, ">= 1")
     _check(t.grad_clip >= 0.0, "train.grad_clip", t.grad_clip, "a number >= 0 (0: off)")
+    _check(0.0 <= t.ema_decay < 1.0, "train.ema_decay", t.ema_decay, "in [0, 1) (0: off)")
     _check(t.log_every >= 1, "train.log_every", t.log_every, "an integer >= 1")
     _check(t.device in DEVICES, "train.device", t.device, f"one of {', '.join(DEVICES)}")
     sk = cfg.model.sinkhorn

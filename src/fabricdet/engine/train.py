@@ -7,7 +7,8 @@
   the run stops (model, optimiser, scheduler, gradient scaler, step, random states, sampler
   position), written atomically; ``resume=True`` continues from it exactly: the same batches,
   flips and random draws as a run that was never interrupted;
-- ``model.pt``: weights + config + category map (see :mod:`fabricdet.engine.checkpoint`);
+- ``model.pt``: weights (their moving average unless ``train.ema_decay=0``, see
+  :mod:`fabricdet.engine.ema`) + config + category map (see :mod:`fabricdet.engine.checkpoint`);
 - ``tb/``: TensorBoard scalars (losses, learning rate) when tensorboard is installed.
 
 The run stops at ``train.max_steps``, when a ``minutes`` training-time budget is spent (the
@@ -65,6 +66,7 @@ from fabricdet.engine.distributed import (
     max_over_ranks,
     shutdown,
 )
+from fabricdet.engine.ema import ModelEMA
 from fabricdet.engine.monitor import Progress, ScalarWriter, open_tensorboard
 from fabricdet.engine.optim import Schedule, build_optimizer
 from fabricdet.engine.sampler import RepeatFactorBatchSampler, repeat_factors
@@ -140,6 +142,9 @@ class _Trainer:
         _seed_everything(cfg.train.seed)  # identical initial weights on every rank
         self.model: nn.Module = factory(cfg.model, dataset.num_classes).to(info.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
+        # Every rank holds the same weights after each step, so the same average.
+        decay = cfg.train.ema_decay
+        self.ema = ModelEMA(self.model, decay) if decay > 0 else None
         self.budget_s = budget_s
         self.schedule = Schedule(cfg.train, budget_s)
         self.use_amp = cfg.train.amp and info.device.type == "cuda"
@@ -167,6 +172,7 @@ class _Trainer:
             "factory": self.factory_id,
             "rng": capture_rng(),
             "sampler": {"batches": self.step, "world_size": self.info.world_size},
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }
 
     def load(self, ckpt: dict[str, Any], path: Path) -> None:
@@ -181,6 +187,11 @@ class _Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
         restore_rng(ckpt["rng"])
+        if self.ema is not None:
+            if ckpt.get("ema") is not None:
+                self.ema.load_state_dict(ckpt["ema"])
+            else:  # a checkpoint from before averaging existed: start it from these weights
+                self.ema = ModelEMA(self.model, self.ema.decay)
 
     def save_checkpoint(self) -> None:
         if self.info.is_main:
@@ -190,7 +201,7 @@ class _Trainer:
         if self.info.is_main:
             save_model_file(
                 self.out_dir / MODEL_FILE,
-                self.model,
+                self.model if self.ema is None else self.ema.module,
                 self.cfg,
                 self.categories,
                 self.factory_id,
@@ -255,6 +266,8 @@ class _Trainer:
             values["grad_norm"] = float(grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.step += 1
         values["loss"] = total
         values["lr"] = lr
