@@ -78,7 +78,7 @@ def main() -> None:
         with torch.inference_mode():
 
             def network(images: list[torch.Tensor] = images) -> HeadOutput:
-                return model.head(model.neck(model.backbone(model._batch(images))))
+                return model.head(model.features(model._batch(images)))
 
             net_ms = _median_ms(network, args.repeats, device)
             out = network()

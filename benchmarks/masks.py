@@ -122,7 +122,7 @@ def train(model: FabricDetector, data: list[Sample], args: argparse.Namespace, f
             images.append(img)
             targets.append(t)
         batch = model._batch(images)
-        feats = model.neck(model.backbone(batch))
+        feats = model.features(batch)
         losses = head.losses(feats, batch, targets, step / args.steps)
         loss = sum(losses.values())
         opt.zero_grad()
@@ -151,7 +151,7 @@ def predict(
         chunk = data[i : i + args.batch]
         boxes = boxes_in[i : i + args.batch]
         batch = model._batch([s.image for s in chunk])
-        feats = model.neck(model.backbone(batch))
+        feats = model.features(batch)
         index = torch.cat([torch.full((len(b),), k, dtype=torch.long) for k, b in enumerate(boxes)])
         mo = head(feats, batch, torch.cat(boxes), index)
         raw = mo.logits.sigmoid()

@@ -47,7 +47,7 @@ def test_head_output_shapes_including_no_instances():
     model = _model(roi_size=16)
     images, _ = _targets(False)
     batch = model._batch(images)
-    feats = model.neck(model.backbone(batch))
+    feats = model.features(batch)
     head = model.mask_head
     out = head(feats, batch, torch.tensor([[1.0, 2, 30, 9], [4, 4, 20, 40]]), torch.tensor([0, 1]))
     assert out.logits.shape == (2, 16, 16) and out.box_masks.shape == (2, 16, 16)

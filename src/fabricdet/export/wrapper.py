@@ -112,7 +112,7 @@ class ExportableDetector(nn.Module):
         """
         det = self.detector
         x = (images - PIXEL_MEAN) / PIXEL_STD
-        out = det.head(det.neck(det.backbone(x)))
+        out = det.head(det.features(x))
         cand = select_candidates(out, _input_size(images), self.topk, self.score_thresh)
         res = self.nms(cand.boxes, cand.scores, cand.labels, det._embeddings(cand), cand.mask)
         assert res.keep is not None  # decode_iters > 0 (set in __init__)

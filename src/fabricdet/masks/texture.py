@@ -38,12 +38,16 @@ NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = (
 
 
 def periodic_background(
-    images: Tensor, peak_ratio: float = 4.0, min_radius: float = 3.0, reach: int = 4
+    images: Tensor,
+    peak_ratio: float = 4.0,
+    min_radius: float = 3.0,
+    reach: int = 4,
+    softness: float = 0.0,
 ) -> Tensor:
     """The periodic part of each image (the weave), by notching the spectrum's peaks.
 
     A frequency bin is a peak when its log-magnitude exceeds, by ``log(peak_ratio)``, both
-    the mean of its neighbours 2..``reach`` bins away along ``kx`` and the mean of those
+    the lowest of its neighbours 2..``reach`` bins away along ``kx`` and the lowest of those
     along ``ky``. A weave's peaks are isolated in both directions. A straight thread
     crossing the whole image is not: its energy forms a ridge along one axis of the
     spectrum, which fails the test along the ridge, so the thread is kept (a plain local
@@ -57,6 +61,10 @@ def periodic_background(
         peak_ratio: peak-to-floor magnitude ratio.
         min_radius: protected low-frequency radius, in bins.
         reach: farthest neighbour (bins) in each direction that defines the floor.
+        softness: 0, a bin is notched or not; above 0, the notch depth is a sigmoid of the
+            excess over the margin with this width (log units), so the background changes
+            continuously with the image: float rounding (another runtime, another device)
+            cannot flip a bin and change the output by a whole yarn pattern.
 
     Returns:
         Tensor[B, C, H, W]: the background, zero mean per channel.
@@ -70,10 +78,7 @@ def periodic_background(
     # bins leaks sinc tails along both axes, which would fail the isolation test below.
     # One notch per image, from the channel-summed magnitude: the weave's period is the
     # same in every colour channel.
-    hann = torch.outer(
-        torch.hann_window(h, periodic=False, device=x.device),
-        torch.hann_window(w, periodic=False, device=x.device),
-    )
+    hann = torch.outer(_hann(h, x.device), _hann(w, x.device))
     windowed = torch.fft.rfft2(x.float() * hann).abs().sum(1, keepdim=True)
     logm = torch.log(windowed + 1e-6)  # [B, 1, H, Wf]
     wf = logm.shape[-1]
@@ -84,15 +89,26 @@ def periodic_background(
     floor_y = torch.stack([col[..., reach + d : reach + d + h, :] for d in offsets]).amin(0)
     floor_x = torch.stack([row[..., reach + d : reach + d + wf] for d in offsets]).amin(0)
     margin = math.log(peak_ratio)
-    peaks = ((logm - floor_y) > margin) & ((logm - floor_x) > margin)
-    fy = torch.fft.fftfreq(h, device=images.device).abs() * h  # [H] in bins
-    fx = torch.fft.rfftfreq(w, device=images.device) * w  # [Wf]
+    excess = torch.minimum(logm - floor_y, logm - floor_x) - margin
+    peaks = (excess > 0).float() if softness <= 0 else torch.sigmoid(excess / softness)
+    # |frequency| in bins, as fftfreq(h).abs() * h and rfftfreq(w) * w (spelt out: the ONNX
+    # exporter has no fftfreq).
+    ky = torch.arange(h, device=images.device, dtype=torch.float32)
+    fy = torch.minimum(ky, h - ky)  # [H]
+    fx = torch.arange(wf, device=images.device, dtype=torch.float32)  # [Wf]
     radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    peaks = peaks & (radius > min_radius)
-    peaks = F.max_pool2d(peaks.float(), 3, stride=1, padding=1) > 0  # dilate by one bin
-    peaks = peaks & (radius > min_radius)
+    outside = radius > min_radius
+    peaks = peaks * outside
+    peaks = F.max_pool2d(peaks, 3, stride=1, padding=1) * outside  # dilate by one bin
     back = torch.fft.irfft2(spec * peaks, s=(h, w))
     return back.to(images.dtype)
+
+
+def _hann(n: int, device: torch.device) -> Tensor:
+    """``torch.hann_window(n, periodic=False)``, spelt out: torch.export fixes the length of
+    hann_window, which would freeze the exported detector's image size."""
+    k = torch.arange(n, device=device, dtype=torch.float32)
+    return 0.5 - 0.5 * torch.cos(k * (2.0 * math.pi / (n - 1)))
 
 
 def texture_residual(images: Tensor, **kwargs: float) -> Tensor:

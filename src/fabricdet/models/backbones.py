@@ -50,10 +50,10 @@ class TinyBackbone(nn.Module):
         depth: residual blocks per stage.
     """
 
-    def __init__(self, width: int = 24, depth: int = 1) -> None:
+    def __init__(self, width: int = 24, depth: int = 1, in_channels: int = 3) -> None:
         super().__init__()
         w = width
-        self.stem = nn.Sequential(ConvBNAct(3, w, 3, 2), ConvBNAct(w, w, 3, 1, groups=w))
+        self.stem = nn.Sequential(ConvBNAct(in_channels, w, 3, 2), ConvBNAct(w, w, 3, 1, groups=w))
         chans = [2 * w, 4 * w, 8 * w, 8 * w]
         stages = []
         cin = w
@@ -88,32 +88,53 @@ _TORCHVISION_NODES: dict[str, dict[str, str]] = {
 
 
 class TorchvisionBackbone(nn.Module):
-    """A torchvision classification network cut at its stride-4..32 stages."""
+    """A torchvision classification network cut at its stride-4..32 stages.
 
-    def __init__(self, name: str) -> None:
+    Args:
+        name: ``resnet18``, ``resnet50`` or ``mobilenet_v3``.
+        in_channels: input channels (the first convolution is rebuilt for other than 3).
+    """
+
+    def __init__(self, name: str, in_channels: int = 3) -> None:
         super().__init__()
         if name == "mobilenet_v3":
             net = torchvision.models.mobilenet_v3_large(weights=None)
         else:
             net = getattr(torchvision.models, name)(weights=None)
+        if in_channels != 3:
+            parent, attr, first = _first_conv(net)
+            setattr(parent, attr, nn.Conv2d(
+                in_channels, first.out_channels, first.kernel_size, first.stride,
+                first.padding, bias=first.bias is not None,
+            ))  # fmt: skip
         self.body = create_feature_extractor(net, return_nodes=_TORCHVISION_NODES[name])
         with torch.no_grad():
-            probe = self.body(torch.zeros(1, 3, 64, 64))
+            probe = self.body(torch.zeros(1, in_channels, 64, 64))
         self.out_channels = {k: v.shape[1] for k, v in probe.items()}
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return OrderedDict(self.body(x))
 
 
+def _first_conv(net: nn.Module) -> tuple[nn.Module, str, nn.Conv2d]:
+    """(parent module, attribute name, layer) of a torchvision network's first convolution."""
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Conv2d):
+            parent_name, _, attr = name.rpartition(".")
+            return net.get_submodule(parent_name), attr, module
+    raise FabricdetError(f"{type(net).__name__} has no convolution")
+
+
 BACKBONES = ("tiny", "resnet18", "resnet50", "mobilenet_v3")
 
 
-def build_backbone(name: str, width: int = 24) -> nn.Module:
-    """Backbone by name (one of :data:`BACKBONES`), randomly initialised."""
+def build_backbone(name: str, width: int = 24, in_channels: int = 3) -> nn.Module:
+    """Backbone by name (one of :data:`BACKBONES`), randomly initialised, reading
+    ``in_channels`` input channels."""
     if name == "tiny":
-        return TinyBackbone(width)
+        return TinyBackbone(width, in_channels=in_channels)
     if name in _TORCHVISION_NODES:
-        return TorchvisionBackbone(name)
+        return TorchvisionBackbone(name, in_channels)
     raise FabricdetError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
@@ -121,7 +142,10 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     """Load a local state dict (a torchvision checkpoint or our own) into ``backbone``.
 
     Keys may carry torchvision's names (``layer1.0.conv1.weight``) or ours (``body.`` prefix);
-    classifier weights (``fc.``, ``classifier.``) are ignored.
+    classifier weights (``fc.``, ``classifier.``) are ignored. RGB weights of a first
+    convolution that reads more channels (the texture channel) fill its first three input
+    channels; the others start at zero, so the loaded network sees the image as it was
+    trained to.
     """
     path = Path(path)
     if not path.is_file():
@@ -133,11 +157,26 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     mapped = {}
     for key, value in state.items():
         for candidate in (key, f"body.{key}"):
-            if candidate in target and target[candidate].shape == value.shape:
-                mapped[candidate] = value
+            if candidate not in target:
+                continue
+            fitted = _fit(value, target[candidate])
+            if fitted is not None:
+                mapped[candidate] = fitted
                 break
     if not mapped:
         raise FabricdetError(
             f"no tensor in {path} matches the backbone's parameters; is it the right network?"
         )
     backbone.load_state_dict(mapped, strict=False)
+
+
+def _fit(value: Tensor, want: Tensor) -> Tensor | None:
+    """``value`` shaped as ``want``: as is, or an RGB convolution widened by zero weights for
+    the extra input channels; None when it does not fit."""
+    if value.shape == want.shape:
+        return value
+    rgb_conv = value.dim() == 4 and value.shape[1] == 3 < want.shape[1]
+    if rgb_conv and want.shape[:1] + want.shape[2:] == value.shape[:1] + value.shape[2:]:
+        extra = value.new_zeros(value.shape[0], want.shape[1] - 3, *value.shape[2:])
+        return torch.cat([value, extra], 1)
+    return None

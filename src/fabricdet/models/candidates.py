@@ -33,7 +33,8 @@ def select_candidates(
 ) -> Candidates:
     """Top-``topk`` (location, class) pairs per image by score, with a static count.
 
-    Locations in the batch padding (outside an image's ``(H, W)``) never qualify.
+    Locations in the batch padding (outside an image's ``(H, W)``) never qualify, nor boxes
+    that clipping to the image leaves without area (``mask`` False).
 
     Args:
         sizes: ``(H, W)`` of each image, or ``Tensor[B, 2]`` / ``Tensor[1, 2]`` (one size for
@@ -58,5 +59,7 @@ def select_candidates(
     boxes = torch.minimum(boxes.clamp_min(0), upper)
     d = out.embeddings.shape[-1]
     emb = torch.gather(out.embeddings, 1, loc.unsqueeze(-1).expand(-1, -1, d))
-    mask = top_scores > score_thresh
+    # A box clipped to nothing (it lay beyond the image edge) is no detection.
+    area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+    mask = (top_scores > score_thresh) & area
     return Candidates(boxes, cand_scores, labels, emb, mask)

@@ -128,6 +128,8 @@ class ModelConfig:
         sinkhorn: SinkhornNMS options.
         mask_head: add the mask head (eval outputs gain ``masks``, Tensor[K, 1, H, W]
             probabilities, and ``mask_uncertainty``, the same shape, in [0, 1]).
+        texture_input: the backbone also reads the image with its woven background removed
+            (:mod:`fabricdet.models.texture_input`), a fourth input channel.
         masks: mask head options.
     """
 
@@ -153,4 +155,5 @@ class ModelConfig:
     detections_per_img: int = 100
     sinkhorn: SinkhornNMSConfig = field(default_factory=SinkhornNMSConfig)
     mask_head: bool = False
+    texture_input: bool = True
     masks: MaskConfig = field(default_factory=MaskConfig)

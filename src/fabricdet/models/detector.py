@@ -41,6 +41,7 @@ from fabricdet.models.losses import (
 )
 from fabricdet.models.mask_head import MaskHead
 from fabricdet.models.set_loss import SetCriterion
+from fabricdet.models.texture_input import texture_channel
 from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
 
 #: Input normalisation: woven fabric is mostly mid-grey, so images are centred on 0.5 and
@@ -61,7 +62,7 @@ class FabricDetector(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
-        self.backbone = build_backbone(cfg.backbone, cfg.width)
+        self.backbone = build_backbone(cfg.backbone, cfg.width, 4 if cfg.texture_input else 3)
         if cfg.backbone_weights:
             load_backbone_weights(self.backbone, cfg.backbone_weights)
         strides = tuple(cfg.strides)
@@ -115,12 +116,19 @@ class FabricDetector(nn.Module):
             ]
         )
 
+    def features(self, batch: Tensor) -> list[Tensor]:
+        """FPN features, one per stride, of a normalised, padded batch (``Tensor[B, 3, H, W]``
+        from :meth:`_batch`); the backbone reads its texture channel too when configured."""
+        if self.cfg.texture_input:
+            batch = torch.cat([batch, texture_channel(batch)], 1)
+        return self.neck(self.backbone(batch))
+
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch = self._batch(images)
-        feats = self.neck(self.backbone(batch))
+        feats = self.features(batch)
         out = self.head(feats)
         if self.training:
             if targets is None:

@@ -530,7 +530,9 @@ class SinkhornNMS(nn.Module):
 
         out_boxes = torch.gather(boxes, 1, slot_index.unsqueeze(-1).expand(-1, -1, 4))  # seeds'
         if fuse_power is not None:
-            weight = match * fusion_factor(scores, fuse_power).to(match.dtype).unsqueeze(-1)
+            weight = match  # power 0: skip a [B, N, K] product (it is in the exported graph)
+            if fuse_power != 0.0:
+                weight = match * fusion_factor(scores, fuse_power).to(match.dtype).unsqueeze(-1)
             fused = weight.transpose(1, 2) @ boxes.to(match.dtype) + SEED_FUSE_WEIGHT * out_boxes
             out_boxes = fused / (weight.sum(1).unsqueeze(-1) + SEED_FUSE_WEIGHT)
         return _output(slot_index, slot_mask, keep_prob, keep, out_boxes.to(boxes.dtype),
