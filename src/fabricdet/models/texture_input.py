@@ -9,7 +9,7 @@ defects already stand out. On an image without a periodic background (general ph
 the filter finds no peaks and the channel is the grey image minus its mean: harmless.
 
 One grey channel rather than three: the weave has the same period in every colour channel,
-and a third of the transforms keeps the cost near 10 ms per 640x256 image on one CPU thread.
+and a third of the transforms costs a third of the time.
 """
 
 from __future__ import annotations
