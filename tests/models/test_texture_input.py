@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from fabricdet.masks.texture import texture_residual
+from fabricdet.masks.texture import _hann, texture_residual
 from fabricdet.models import ModelConfig, build_model
 from fabricdet.models.backbones import build_backbone, load_backbone_weights
 from fabricdet.models.texture_input import CLIP_SIGMA, texture_channel
@@ -84,3 +84,8 @@ def test_rgb_weights_fill_a_four_channel_stem(tmp_path: Path) -> None:
     assert torch.equal(stem[:, :3], rgb["conv1.weight"]) and not stem[:, 3].any()
     assert torch.equal(backbone.state_dict()["body.layer1.0.conv1.weight"],
                        rgb["layer1.0.conv1.weight"])  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [2, 5, 128, 641])
+def test_the_spelt_out_hann_window_is_torchs(n: int) -> None:
+    torch.testing.assert_close(_hann(n, torch.device("cpu")), torch.hann_window(n, periodic=False))
