@@ -1,4 +1,5 @@
-"""The moving average of the weights: its arithmetic, and that model.pt publishes it."""
+"""The moving average of the weights: its arithmetic, and that model.pt publishes it; model
+files from before a setting existed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from engine_double import build_double
 from engine_testdata import tiny
 from torch import nn
 
-from fabricdet.engine import train
+from fabricdet.engine import load_model, train
 from fabricdet.engine.checkpoint import load_checkpoint, save_checkpoint
 from fabricdet.engine.ema import ModelEMA
 
@@ -82,3 +83,14 @@ def test_resuming_a_checkpoint_without_an_average_starts_one(synth, tmp_path) ->
     save_checkpoint(run / "checkpoint.pt", state)
     train(None, synth, run, resume=True, model_factory=build_double, progress=False)
     assert load_checkpoint(run / "checkpoint.pt")["ema"]["updates"] == 3  # steps 4-6
+
+
+def test_a_model_saved_before_the_texture_channel_loads_without_it(synth, tmp_path) -> None:
+    run = tmp_path / "old"
+    train(tiny("train.max_steps=1", "model.texture_input=false"), synth, run, progress=False)
+    saved = torch.load(run / "model.pt", weights_only=True)
+    del saved["config"]["model"]["texture_input"]  # as written before the key existed
+    torch.save(saved, run / "model.pt")
+    loaded = load_model(run / "model.pt")
+    assert loaded.config.model.texture_input is False
+    assert len(loaded.model([torch.rand(3, 64, 96)])) == 1

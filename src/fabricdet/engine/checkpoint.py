@@ -26,7 +26,7 @@ from torch import nn
 from fabricdet.data.categories import Category
 from fabricdet.data.formats.atomic import atomic_write
 from fabricdet.engine.config import RunConfig
-from fabricdet.engine.config_io import config_from_dict, to_dict
+from fabricdet.engine.config_io import saved_config, to_dict
 from fabricdet.errors import FabricdetError
 from fabricdet.models.config import ModelConfig
 
@@ -213,7 +213,7 @@ def load_model(
     if path.is_dir():
         path = path / MODEL_FILE
     obj = _load(path, MODEL_FORMAT, "model file")
-    cfg = config_from_dict(obj["config"], where=f"{path} (config)")
+    cfg = saved_config(obj["config"], where=f"{path} (config)")
     categories = categories_from_list(obj["categories"])
     build = factory or resolve_factory(obj["factory"])
     model = build(cfg.model, len(categories))

@@ -212,6 +212,21 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> RunConfi
         raise ConfigError(f"{where}: {err}") from None
 
 
+#: Model settings whose default changed, with what files written before them meant: a saved
+#: config always holds every key of its time, so a missing one is one that did not exist yet.
+_BEFORE_KEY_EXISTED: dict[str, Any] = {"texture_input": False}
+
+
+def saved_config(data: Mapping[str, Any], where: str) -> RunConfig:
+    """:func:`config_from_dict` of the complete config saved in a model, checkpoint or
+    exported file: keys it lacks take the behaviour of when it was written (a model trained
+    without the texture channel keeps running without it)."""
+    model = data.get("model") if isinstance(data, Mapping) else None
+    if isinstance(model, Mapping):
+        data = {**data, "model": {**_BEFORE_KEY_EXISTED, **model}}
+    return config_from_dict(data, where)
+
+
 def save_config(cfg: RunConfig, path: Path) -> None:
     """Write ``cfg`` as YAML, atomically."""
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -49,7 +49,7 @@ from fabricdet.engine.checkpoint import (
     save_model_file,
 )
 from fabricdet.engine.config import ConfigError, RunConfig, validate
-from fabricdet.engine.config_io import config_from_dict, save_config, to_dict
+from fabricdet.engine.config_io import save_config, saved_config, to_dict
 from fabricdet.engine.data import (
     Batch,
     TorchDetectionDataset,
@@ -331,7 +331,7 @@ def train(
     _prepare_out_dir(out_dir, resume)
     ckpt = load_checkpoint(out_dir / CHECKPOINT_FILE) if resume else None
     if ckpt is not None:
-        saved = config_from_dict(ckpt["config"], where=str(out_dir / CHECKPOINT_FILE))
+        saved = saved_config(ckpt["config"], where=str(out_dir / CHECKPOINT_FILE))
         cfg = _resume_config(cfg, saved, out_dir)
     if cfg is None:
         raise ConfigError("train() needs a config unless it resumes a run")

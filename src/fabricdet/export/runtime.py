@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from fabricdet.engine.checkpoint import CheckpointError, LoadedModel
-from fabricdet.engine.config_io import config_from_dict
+from fabricdet.engine.config_io import saved_config
 from fabricdet.errors import FabricdetError
 from fabricdet.export.metadata import (
     EXPORT_FORMAT,
@@ -158,7 +158,7 @@ def check_metadata(meta: Mapping[str, Any], path: Path) -> None:
 
 
 def _loaded(model: nn.Module, meta: Mapping[str, Any], path: Path) -> LoadedModel:
-    cfg = config_from_dict(meta["config"], where=f"{path} (config)")
+    cfg = saved_config(meta["config"], where=f"{path} (config)")
     return LoadedModel(model, cfg, categories_of(meta), path, int(meta.get("step", 0)))
 
 
