@@ -2,9 +2,10 @@
 
 Detectors trained from scratch take noisy steps; the average of the recent weights is the
 steadier model to publish, most of all from a run stopped mid-schedule (YOLOX, RTMDet and the
-GFL family publish such averages). The decay warms up, ``min(decay, (1 + t) / (10 + t))`` after ``t``
-updates, so that early in a run the average follows the weights instead of remembering the
-random initialisation: the horizon grows from one step to ``1 / (1 - decay)`` steps.
+GFL family publish such averages). The decay warms up, ``min(decay, (1 + t) / (10 + t))``
+after ``t`` updates, so that early in a run the average follows the weights instead of
+remembering the random initialisation: the horizon grows from one step to
+``1 / (1 - decay)`` steps.
 
 Buffers (BatchNorm statistics) are copied, not averaged: they are already running averages.
 """
