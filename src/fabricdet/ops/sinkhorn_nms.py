@@ -383,6 +383,7 @@ class SinkhornNMS(nn.Module):
         slot_index = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :k]
         slot_mask = torch.gather(mask, 1, slot_index)
         num_groups = self._num_dustbins(labels_eff, labels is None or self.class_agnostic)
+        fuse_power = self.fuse_power if self.fuse_boxes else None  # None: each seed's own box
         if self.edges and self.grad == "unrolled" and not _tracing():
             entries = edge_plan(
                 self, boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask,
@@ -390,14 +391,14 @@ class SinkhornNMS(nn.Module):
             )  # fmt: skip
             return _decode_entries(
                 entries, boxes, scores, labels_eff, slot_index, slot_mask, num_groups,
-                self.decode_iters, self.fuse_power if self.fuse_boxes else None,
+                self.decode_iters, fuse_power,
             )  # fmt: skip
         plan = self._dense_plan(
             boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask, num_groups
         )
         return self._decode(
             plan, boxes, scores, labels_eff, slot_index, slot_mask, n, k, batch,
-            self.decode_iters, self.fuse_power if self.fuse_boxes else None,
+            self.decode_iters, fuse_power,
         )  # fmt: skip
 
     def _dense_plan(
