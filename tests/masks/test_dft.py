@@ -1,0 +1,27 @@
+"""The matrix-product Fourier transforms of exported graphs equal torch.fft's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fabricdet.masks import dft
+
+
+# The last shape is a full-width Tianchi frame's rows: index products up to 3e6 would lose
+# float32 precision as angles, unless reduced modulo the length first.
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 8, 5), (2, 3, 7, 6), (1, 1, 64, 160), (2, 1, 33, 32), (1, 1, 4, 2464)]
+)
+def test_the_transforms_equal_torch_fft(shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=g)
+    h, w = shape[-2:]
+    spectrum = torch.fft.rfft2(x)
+    scale = spectrum.abs().max()
+    torch.testing.assert_close(dft.rfft2_magnitude(x) / scale, spectrum.abs() / scale)
+    # A gain shared by the channels, as the texture notch is (broadcast over C).
+    gain = torch.rand(shape[0], 1, h, w // 2 + 1, generator=g)
+    expected = torch.fft.irfft2(spectrum * gain, s=(h, w))
+    got = dft.spectral_filter(x, gain)
+    torch.testing.assert_close(got / scale, expected / scale, atol=1e-6, rtol=0)
