@@ -43,14 +43,6 @@ def model_file(export_dir: Path, synth_data: DetectionDataset) -> Path:
 
 
 @pytest.fixture(scope="session")
-def plain_model_file(export_dir: Path, synth_data: DetectionDataset) -> Path:
-    """A model without the texture channel (what the legacy ONNX exporter can translate)."""
-    return save_biased_model(
-        export_dir / "plain.pt", synth_data.categories, 0, "model.texture_input=false"
-    )
-
-
-@pytest.fixture(scope="session")
 def onnx_file(export_dir: Path, model_file: Path) -> Path:
     """``model.onnx`` written by ``fabricdet export`` (default: dynamo exporter, opset 18)."""
     out = export_dir / "model.onnx"

@@ -42,12 +42,9 @@ def biased_detector(cfg: RunConfig, num_classes: int, seed: int = 0) -> FabricDe
     return model
 
 
-def save_biased_model(
-    path: Path, categories: tuple[Category, ...], seed: int = 0, *overrides: str
-) -> Path:
-    """``model.pt`` of :func:`biased_detector` (``tiny`` preset, ``overrides``) for
-    ``categories``."""
-    cfg = tiny_config(*overrides)
+def save_biased_model(path: Path, categories: tuple[Category, ...], seed: int = 0) -> Path:
+    """``model.pt`` of :func:`biased_detector` (``tiny`` preset) for ``categories``."""
+    cfg = tiny_config()
     model = biased_detector(cfg, len(categories), seed)
     save_model_file(path, model, cfg, categories, "fabricdet.models:build_model", 0)
     return path

@@ -130,11 +130,6 @@ def _onnx_dynamo(wrapper: ExportableDetector, example: Tensor, opset: int) -> by
 
 
 def _onnx_legacy(wrapper: ExportableDetector, example: Tensor, opset: int) -> bytes:
-    if wrapper.detector.cfg.texture_input:
-        raise ExportError(
-            "the legacy ONNX exporter cannot translate the texture channel's FFT; use the "
-            "dynamo exporter, or a model trained with model.texture_input=false"
-        )
     buffer = io.BytesIO()
     torch.onnx.register_custom_op_symbolic("aten::sort", _sort_symbolic_legacy, opset)
     try:

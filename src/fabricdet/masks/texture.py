@@ -76,8 +76,9 @@ def periodic_background(
     if h < 2 or w < 2:
         return torch.zeros_like(images)
     x = (images - images.mean(dim=(-2, -1), keepdim=True)).float()
-    # Exported graphs take their transforms as matrix products (see fabricdet.masks.dft).
-    exporting = torch.compiler.is_exporting()
+    # Exported ONNX graphs (either exporter) take their transforms as matrix products (see
+    # fabricdet.masks.dft); TorchScript keeps torch.fft.
+    exporting = torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
     # Peaks are found on the Hann-windowed spectrum: a period that is not a whole number of
     # bins leaks sinc tails along both axes, which would fail the isolation test below.
     # One notch per image, from the channel-summed magnitude: the weave's period is the
