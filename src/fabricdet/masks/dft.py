@@ -1,13 +1,12 @@
 """Real 2-D Fourier transforms as matrix products, for exported graphs.
 
-ONNX runtimes run the ``DFT`` operator far slower than ``torch.fft`` runs an FFT: onnxruntime
-1.32 on 2 CPU cores takes about 50 ms for the ``rfft2`` of a 640x256 image and 930 ms at
-2464x1024, against 1 and 13 ms in PyTorch. Written as products with cosine and sine matrices
-the same transforms take 9 and 365 ms there (matrix products are what runtimes optimise), so
-the texture filter (:func:`fabricdet.masks.texture.periodic_background`) uses these inside
-exported graphs and ``torch.fft`` everywhere else. The matrices are built in the graph from
-the input's size, so an exported graph keeps dynamic image sizes.
-"""
+ONNX runtimes run the ``DFT`` operator tens of times slower than ``torch.fft`` runs an FFT
+(onnxruntime's CPU kernel), while matrix products are what they optimise: with ``DFT`` ops for
+the texture channel the exported detector ran 3.4x slower than eager PyTorch at 640x256, with
+these 1.4x (``benchmarks/export_speed.py``). So the texture filter
+(:func:`fabricdet.masks.texture.periodic_background`) uses these inside exported ONNX graphs
+and ``torch.fft`` everywhere else. The matrices are built in the graph from the input's size,
+so an exported graph keeps dynamic image sizes."""
 
 from __future__ import annotations
 
@@ -21,8 +20,8 @@ def _cos_sin(n: int, m: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """``cos`` and ``sin`` of ``2 pi j k / n`` for ``j < n``, ``k < m``: Tensor[n, m] each.
 
     ``j k`` is reduced modulo ``n`` in integers first, so the angle stays exact at any size
-    (``fmod``, which equals ``remainder`` here, because the exporter takes a symbolic ``n``
-    only there).
+    (``fmod`` rather than ``remainder``, equal for non-negative integers: the ONNX exporter
+    translates only ``fmod`` with a symbolic ``n``).
     """
     j = torch.arange(n, device=device)
     k = torch.arange(m, device=device)
