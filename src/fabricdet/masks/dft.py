@@ -1,12 +1,12 @@
-"""Real 2-D Fourier transforms as matrix products, for exported graphs.
+"""Real 2-D Fourier transforms: ``torch.fft``, or matrix products inside exported ONNX graphs.
 
 ONNX runtimes run the ``DFT`` operator tens of times slower than ``torch.fft`` runs an FFT
 (onnxruntime's CPU kernel), while matrix products are what they optimise: with ``DFT`` ops for
 the texture channel the exported detector ran 3.4x slower than eager PyTorch at 640x256, with
-these 1.4x (``benchmarks/export_speed.py``). So the texture filter
-(:func:`fabricdet.masks.texture.periodic_background`) uses these inside exported ONNX graphs
-and ``torch.fft`` everywhere else. The matrices are built in the graph from the input's size,
-so an exported graph keeps dynamic image sizes."""
+these 1.4x (``benchmarks/export_speed.py``). So while either ONNX exporter traces, the
+transforms here are products with cosine and sine matrices, built in the graph from the
+input's size (an exported graph keeps dynamic image sizes); everywhere else (eager,
+TorchScript) they are ``torch.fft``."""
 
 from __future__ import annotations
 
@@ -70,20 +70,35 @@ def _irfft2(re: Tensor, im: Tensor, w: int) -> Tensor:
     return (re_h @ (cos_w * twice).T - im_h @ (sin_w * twice).T) / w
 
 
-def rfft2_magnitude(x: Tensor) -> Tensor:
-    """``torch.fft.rfft2(x).abs()``. ``x (Tensor[..., H, W])`` -> ``Tensor[..., H, W//2+1]``."""
+def _as_matrices(as_matrices: bool | None) -> bool:
+    """Whether to use matrix products: as asked, or (None) while an ONNX exporter traces."""
+    if as_matrices is not None:
+        return as_matrices
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
+def rfft2_magnitude(x: Tensor, as_matrices: bool | None = None) -> Tensor:
+    """``torch.fft.rfft2(x).abs()``. ``x (Tensor[..., H, W])`` -> ``Tensor[..., H, W//2+1]``.
+
+    ``as_matrices``: matrix products (True), ``torch.fft`` (False), or the module's rule (None).
+    """
+    if not _as_matrices(as_matrices):
+        return torch.fft.rfft2(x).abs()
     re, im = _rfft2(x)
     return torch.sqrt(re * re + im * im)
 
 
-def spectral_filter(x: Tensor, gain: Tensor) -> Tensor:
+def spectral_filter(x: Tensor, gain: Tensor, as_matrices: bool | None = None) -> Tensor:
     """``torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=x.shape[-2:])``.
 
     Args:
         x (Tensor[..., H, W]); gain (Tensor[..., H, W // 2 + 1]) real, broadcastable.
+        as_matrices: as in :func:`rfft2_magnitude`.
 
     Returns:
         Tensor[..., H, W].
     """
+    if not _as_matrices(as_matrices):
+        return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=x.shape[-2:])
     re, im = _rfft2(x)
     return _irfft2(re * gain, im * gain, x.shape[-1])

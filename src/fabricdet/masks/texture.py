@@ -9,8 +9,8 @@ while a defect is local and spreads its energy over many frequencies. Notching t
 removes the weave and keeps the defect, including one-pixel lines, which a spatial low-pass
 filter would smear.
 
-- :func:`periodic_background`: the notch filter, batched, ``torch.fft`` (matrix products in
-  exported graphs: :mod:`fabricdet.masks.dft`);
+- :func:`periodic_background`: the notch filter, batched, on the transforms of
+  :mod:`fabricdet.masks.dft` (``torch.fft``; matrix products in exported ONNX graphs);
 - :func:`texture_residual`: image minus background;
 - :func:`neighbour_affinity`: ``exp(-||r_i - r_j|| / (theta * s))`` over the 8 neighbours at a
   dilation, ``s`` the map's own robust neighbour-difference scale (so one threshold works for
@@ -76,16 +76,12 @@ def periodic_background(
     if h < 2 or w < 2:
         return torch.zeros_like(images)
     x = (images - images.mean(dim=(-2, -1), keepdim=True)).float()
-    # Exported ONNX graphs (either exporter) take their transforms as matrix products (see
-    # fabricdet.masks.dft); TorchScript keeps torch.fft.
-    exporting = torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
     # Peaks are found on the Hann-windowed spectrum: a period that is not a whole number of
     # bins leaks sinc tails along both axes, which would fail the isolation test below.
     # One notch per image, from the channel-summed magnitude: the weave's period is the
     # same in every colour channel.
     hann = torch.outer(_hann(h, x.device), _hann(w, x.device))
-    windowed = (dft.rfft2_magnitude if exporting else _rfft2_magnitude)(x * hann)
-    windowed = windowed.sum(1, keepdim=True)  # [B, 1, H, W//2+1]
+    windowed = dft.rfft2_magnitude(x * hann).sum(1, keepdim=True)  # [B, 1, H, W//2+1]
     logm = torch.log(windowed + 1e-6)  # [B, 1, H, Wf]
     wf = logm.shape[-1]
     # The spectrum wraps around in H (full axis); the half axis W is padded by replication.
@@ -106,16 +102,8 @@ def periodic_background(
     outside = radius > min_radius
     peaks = peaks * outside
     peaks = F.max_pool2d(peaks, 3, stride=1, padding=1) * outside  # dilate by one bin
-    back = (dft.spectral_filter if exporting else _spectral_filter)(x, peaks)
+    back = dft.spectral_filter(x, peaks)
     return back.to(images.dtype)
-
-
-def _rfft2_magnitude(x: Tensor) -> Tensor:
-    return torch.fft.rfft2(x).abs()
-
-
-def _spectral_filter(x: Tensor, gain: Tensor) -> Tensor:
-    return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=x.shape[-2:])
 
 
 def _hann(n: int, device: torch.device) -> Tensor:
