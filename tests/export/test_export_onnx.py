@@ -9,8 +9,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from export_models import biased_detector, tiny_config
 
-from fabricdet.engine.checkpoint import load_model
+from fabricdet.data.dataset import DetectionDataset
+from fabricdet.engine.checkpoint import load_model, save_model_file
 from fabricdet.export import ExportableDetector, ExportError, export_model, load_torchscript
 from fabricdet.export.exporter import compare_outputs
 
@@ -81,6 +83,21 @@ def test_torchscript_round_trip(model_file: Path, tmp_path: Path) -> None:
         images = _images(shape, seed=shape[2])
         with torch.no_grad():
             _assert_agree(module(images), eager(images))
+
+
+def test_a_model_with_largest_stride_16_exports(
+    synth_data: DetectionDataset, tmp_path: Path
+) -> None:
+    # Its inputs are multiples of 16, not of 32: the texture channel's transforms must not
+    # take a split that only sides of 32k allow. The exporter runs the file at a width that
+    # is an odd multiple of 16 beside eager PyTorch and reports whether they agree.
+    cfg = tiny_config("model.strides=[8,16]")
+    model = biased_detector(cfg, synth_data.num_classes)
+    path = tmp_path / "model.pt"
+    save_model_file(path, model, cfg, synth_data.categories, "fabricdet.models:build_model", 0)
+    report = export_model(load_model(path), tmp_path / "m.onnx", exporter="legacy")
+    assert report.check_shape[3] // 16 % 2 == 1  # the width
+    assert report.same_detections and report.max_box_error < 1e-3
 
 
 def test_export_refuses_bad_requests(model_file: Path, tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ class FabricDetector(nn.Module):
         """FPN features, one per stride, of a normalised, padded batch (``Tensor[B, 3, H, W]``
         from :meth:`_batch`); the backbone reads its texture channel too when configured."""
         if self.cfg.texture_input:
-            batch = torch.cat([batch, texture_channel(batch)], 1)
+            batch = torch.cat([batch, texture_channel(batch, self.size_divisor)], 1)
         return self.neck(self.backbone(batch))
 
     def forward(

@@ -31,18 +31,24 @@ MIN_SCALE = 1e-3
 
 
 @torch.no_grad()
-def texture_channel(images: Tensor) -> Tensor:
+def texture_channel(images: Tensor, sides_multiple_of: int = 1) -> Tensor:
     """The grey image minus its woven background, in units of its own standard deviation.
 
     No gradient flows through it (it is a fixed preprocessing step of the input).
 
     Args:
         images (Tensor[B, 3, H, W]): normalised images.
+        sides_multiple_of: a number H and W are multiples of (the batch's padding divisor;
+            :func:`fabricdet.masks.texture.periodic_background`).
 
     Returns:
         Tensor[B, 1, H, W], clipped to ``+-CLIP_SIGMA``.
     """
-    residual = texture_residual(images.mean(1, keepdim=True).float(), softness=SOFTNESS)
+    residual = texture_residual(
+        images.mean(1, keepdim=True).float(),
+        softness=SOFTNESS,
+        sides_multiple_of=sides_multiple_of,
+    )
     # The floor keeps a flat image (whose residual is float rounding) at zero.
     scale = residual.std(dim=(1, 2, 3), keepdim=True).clamp_min(MIN_SCALE)
     return (residual / scale).clamp(-CLIP_SIGMA, CLIP_SIGMA).to(images.dtype)
