@@ -26,12 +26,23 @@ class SetCriterion:
         keep_weight, box_weight: loss weights.
         min_iou: a match counts only if the slot's fused box overlaps its object this much
             (early in training the matching would otherwise force random slots to survive).
+        suppress_only: unmatched slots are pushed down through their keep probability only,
+            their seeds' scores left to the dense loss. By default their confidence (score
+            times keep probability) is: that also lowers the score of a duplicate the plan
+            fails to suppress, which the dense one-to-many loss raises as a positive.
     """
 
-    def __init__(self, keep_weight: float = 1.0, box_weight: float = 2.0, min_iou: float = 0.3):
+    def __init__(
+        self,
+        keep_weight: float = 1.0,
+        box_weight: float = 2.0,
+        min_iou: float = 0.3,
+        suppress_only: bool = False,
+    ):
         self.keep_weight = keep_weight
         self.box_weight = box_weight
         self.min_iou = min_iou
+        self.suppress_only = suppress_only
 
     @torch.no_grad()
     def match(self, out: SinkhornNMSOutput, b: int, gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
@@ -72,11 +83,14 @@ class SetCriterion:
             gt_boxes.append(target["boxes"][hit])
             num_gt += len(target["labels"])
         norm = max(num_gt, 1)
-        prob = (out.scores * out.keep_prob).clamp(1e-6, 1 - 1e-6).float()
+        positive = keep_target > 0
+        scores = out.scores
+        if self.suppress_only:
+            scores = torch.where(positive, scores, scores.detach())
+        prob = (scores * out.keep_prob).clamp(1e-6, 1 - 1e-6).float()
         bce = F.binary_cross_entropy(prob, keep_target, reduction="none") * out.slot_mask
         # positives per object, negatives per slot: hundreds of empty slots must not drown the
         # few matched ones, nor dominate the dense losses' gradients
-        positive = keep_target > 0
         keep = bce[positive].sum() / norm + bce[~positive].sum() / max(int(out.slot_mask.sum()), 1)
         pb, gb = torch.cat(pred_boxes), torch.cat(gt_boxes)
         box = (
