@@ -85,9 +85,8 @@ def periodic_background(
     # One notch per image, from the channel-summed magnitude: the weave's period is the
     # same in every colour channel.
     hann = torch.outer(_hann(h, x.device), _hann(w, x.device))
-    windowed = dft.rfft2_magnitude(x * hann, sides_multiple_of=sides_multiple_of).sum(
-        1, keepdim=True
-    )  # [B, 1, H, W//2+1]
+    magnitude = dft.rfft2_magnitude(x * hann, sides_multiple_of=sides_multiple_of)
+    windowed = magnitude.sum(1, keepdim=True)  # [B, 1, H, W//2+1]
     logm = torch.log(windowed + 1e-6)  # [B, 1, H, Wf]
     wf = logm.shape[-1]
     # The spectrum wraps around in H (full axis); the half axis W is padded by replication.

@@ -38,7 +38,7 @@ class SetCriterion:
         box_weight: float = 2.0,
         min_iou: float = 0.3,
         suppress_only: bool = False,
-    ):
+    ) -> None:
         self.keep_weight = keep_weight
         self.box_weight = box_weight
         self.min_iou = min_iou
