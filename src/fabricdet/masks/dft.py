@@ -115,6 +115,11 @@ def _irfft2(re: Tensor, im: Tensor, w: int, factor: int) -> Tensor:
     return _dft(re, -im, factor)[0] / w
 
 
+def _factor(sides_multiple_of: int) -> int:
+    """The four-step split's short length for sides known to be multiples of this."""
+    return math.gcd(sides_multiple_of, MAX_FACTOR)
+
+
 def _as_matrices(as_matrices: bool | None) -> bool:
     """Whether to use matrix products: as asked, or (None) while an ONNX exporter traces."""
     if as_matrices is not None:
@@ -132,7 +137,7 @@ def rfft2_magnitude(
     """
     if not _as_matrices(as_matrices):
         return torch.fft.rfft2(x).abs()
-    re, im = _rfft2(x, math.gcd(sides_multiple_of, MAX_FACTOR))
+    re, im = _rfft2(x, _factor(sides_multiple_of))
     return torch.sqrt(re * re + im * im)
 
 
@@ -150,6 +155,6 @@ def spectral_filter(
     """
     if not _as_matrices(as_matrices):
         return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=x.shape[-2:])
-    factor = math.gcd(sides_multiple_of, MAX_FACTOR)
+    factor = _factor(sides_multiple_of)
     re, im = _rfft2(x, factor)
     return _irfft2(re * gain, im * gain, x.shape[-1], factor)
