@@ -65,6 +65,7 @@ def test_overrides_leave_the_input_alone():
         ("model.sinkhorn.fuse_power=-1", "model.sinkhorn.fuse_power"),
         ("train.ema_decay=1", "train.ema_decay"),
         ("model.sinkhorn.overlap=giou", "iou, diou, nwd, iou\\+nwd"),
+        ("model.set_loss_scores=some", "all or matched or none"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

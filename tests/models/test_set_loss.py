@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fabricdet.models.set_loss import SetCriterion
+from fabricdet.models.set_loss import SetCriterion, SetLossScores
 from fabricdet.ops import SinkhornNMSOutput
 
 
@@ -25,20 +25,22 @@ def _slots(scores: torch.Tensor, keep_prob: torch.Tensor) -> SinkhornNMSOutput:
     )
 
 
-@pytest.mark.parametrize("suppress_only", [False, True])
-def test_suppress_only_keeps_the_set_loss_off_unmatched_scores(suppress_only: bool) -> None:
+@pytest.mark.parametrize("which", ["all", "matched", "none"])
+def test_the_keep_loss_trains_the_scores_it_is_told_to(which: SetLossScores) -> None:
     scores = torch.tensor([[0.8, 0.7, 0.6]], requires_grad=True)
     keep_prob = torch.tensor([[0.9, 0.8, 0.9]], requires_grad=True)
     target = {"boxes": torch.tensor([[10.0, 10, 50, 30]]), "labels": torch.tensor([0])}
-    losses = SetCriterion(suppress_only=suppress_only)(_slots(scores, keep_prob), [target])
+    losses = SetCriterion(scores=which)(_slots(scores, keep_prob), [target])
     losses["set_keep"].backward()
-    assert scores.grad is not None and keep_prob.grad is not None
-    # The matched slot is pulled up through both factors either way.
-    assert scores.grad[0, 0] < 0 and keep_prob.grad[0, 0] < 0
-    # The duplicate and the lone false positive are pushed down through their keep probability;
-    # their scores only without suppress_only.
-    assert (keep_prob.grad[0, 1:] > 0).all()
-    if suppress_only:
-        assert (scores.grad[0, 1:] == 0).all()
+    assert keep_prob.grad is not None
+    # Keep probabilities are trained either way: the matched slot's up, the duplicate's and the
+    # lone false positive's down.
+    assert keep_prob.grad[0, 0] < 0 and (keep_prob.grad[0, 1:] > 0).all()
+    if which == "none":
+        assert scores.grad is None
     else:
-        assert (scores.grad[0, 1:] > 0).all()
+        assert scores.grad is not None and scores.grad[0, 0] < 0
+        if which == "matched":
+            assert (scores.grad[0, 1:] == 0).all()
+        else:
+            assert (scores.grad[0, 1:] > 0).all()

@@ -14,6 +14,7 @@ from typing import get_args
 
 from fabricdet.errors import FabricdetError
 from fabricdet.models.config import ModelConfig
+from fabricdet.models.set_loss import SetLossScores
 from fabricdet.ops.boxes import OverlapKind
 from fabricdet.ops.nms import NMS_METHODS
 
@@ -160,6 +161,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     methods = ", ".join(NMS_METHODS)
     _check(cfg.model.nms in NMS_METHODS, "model.nms", cfg.model.nms, f"one of {methods}")
     _check(e.nms is None or e.nms in NMS_METHODS, "eval.nms", e.nms, f"none or one of {methods}")
+    scores = get_args(SetLossScores)
+    m = cfg.model
+    _check(
+        m.set_loss_scores in scores, "model.set_loss_scores", m.set_loss_scores, " or ".join(scores)
+    )
     _check(d.max_size >= 32, "data.max_size", d.max_size, "an integer >= 32")
     _check(d.size_divisor >= 1, "data.size_divisor", d.size_divisor, "an integer >= 1")
     for key, side in (("data.crop_width", d.crop_width), ("data.crop_height", d.crop_height)):

@@ -117,8 +117,8 @@ class ModelConfig:
         set_loss_weight: weight of the set loss terms.
         set_loss_warmup: fraction of training over which the set loss weight ramps up from 0
             (the slots are meaningless until the dense head produces sensible candidates).
-        set_loss_suppress_only: the set loss pushes unmatched slots down through their keep
-            probability only (:class:`fabricdet.models.set_loss.SetCriterion`).
+        set_loss_scores: which slots' scores the set loss trains directly: ``all``,
+            ``matched`` or ``none`` (:class:`fabricdet.models.set_loss.SetCriterion`).
         l1_weight: weight of the L1 loss on the box encoding (beside GIoU; keeps box sizes
             from drifting, see :func:`fabricdet.models.losses.box_l1_loss`).
         assign_min_k, assign_topk, assign_radius: label assignment (see
@@ -146,7 +146,7 @@ class ModelConfig:
     set_loss: bool = True
     set_loss_weight: float = 1.0
     set_loss_warmup: float = 0.3
-    set_loss_suppress_only: bool = False
+    set_loss_scores: str = "all"
     l1_weight: float = 1.0
     assign_min_k: int = 12
     assign_topk: int = 20

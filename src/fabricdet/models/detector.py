@@ -76,7 +76,7 @@ class FabricDetector(nn.Module):
             iou_threshold=sk.iou_threshold, max_slots=cfg.slots, num_classes=num_classes,
             edges=True, **sk.solver_options(sk.eps_start), decode_iters=0,
         )  # fmt: skip
-        self.criterion = SetCriterion(suppress_only=cfg.set_loss_suppress_only)
+        self.criterion = SetCriterion(scores=cfg.set_loss_scores)  # type: ignore[arg-type]
         self.mask_head = (
             MaskHead(cfg.masks, cfg.fpn_channels, strides[0]) if cfg.mask_head else None
         )

@@ -10,6 +10,8 @@ candidates' scores, boxes and embeddings.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -17,6 +19,8 @@ from torch import Tensor
 from torchvision.ops import box_iou, generalized_box_iou, generalized_box_iou_loss
 
 from fabricdet.ops import SinkhornNMSOutput
+
+SetLossScores = Literal["all", "matched", "none"]
 
 
 class SetCriterion:
@@ -26,10 +30,15 @@ class SetCriterion:
         keep_weight, box_weight: loss weights.
         min_iou: a match counts only if the slot's fused box overlaps its object this much
             (early in training the matching would otherwise force random slots to survive).
-        suppress_only: unmatched slots are pushed down through their keep probability only,
-            their seeds' scores left to the dense loss. By default their confidence (score
-            times keep probability) is: that also lowers the score of a duplicate the plan
-            fails to suppress, which the dense one-to-many loss raises as a positive.
+        scores: which slots' seed scores the keep loss trains directly (it always trains
+            their keep probabilities, and through the plan everything the plan depends on).
+            ``"all"``: a slot's confidence is its score times its keep probability. That
+            fights the dense one-to-many loss twice: it pushes an unsuppressed duplicate's
+            score down, which the dense loss raises as a positive, and a matched slot's score
+            up to 1, where the dense loss wants ``sqrt(IoU)`` (its quality target).
+            ``"matched"``: unmatched slots are pushed down through their keep probability
+            only. ``"none"``: the scores are constants here, so the keep loss trains the NMS
+            decision alone and leaves the scores to the dense loss.
     """
 
     def __init__(
@@ -37,12 +46,12 @@ class SetCriterion:
         keep_weight: float = 1.0,
         box_weight: float = 2.0,
         min_iou: float = 0.3,
-        suppress_only: bool = False,
+        scores: SetLossScores = "all",
     ) -> None:
         self.keep_weight = keep_weight
         self.box_weight = box_weight
         self.min_iou = min_iou
-        self.suppress_only = suppress_only
+        self.scores = scores
 
     @torch.no_grad()
     def match(self, out: SinkhornNMSOutput, b: int, gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
@@ -85,7 +94,9 @@ class SetCriterion:
         norm = max(num_gt, 1)
         positive = keep_target > 0
         scores = out.scores
-        if self.suppress_only:
+        if self.scores == "none":
+            scores = scores.detach()
+        elif self.scores == "matched":
             scores = torch.where(positive, scores, scores.detach())
         prob = (scores * out.keep_prob).clamp(1e-6, 1 - 1e-6).float()
         bce = F.binary_cross_entropy(prob, keep_target, reduction="none") * out.slot_mask
