@@ -1,0 +1,137 @@
+"""What the set loss sees on trained models: how far SinkhornNMS' soft plan is from its target.
+
+Runs each model in training mode (the plan at the final, annealed eps) on the first ``--images``
+training images that hold defects, with the set loss' own matching, and prints per model:
+
+- matched: the share of objects the set loss matches to a slot (fused box of the object's
+  class overlapping it by at least the criterion's ``min_iou``);
+- for the matched slots, the mean seed score, keep probability (the mass the seed keeps in its
+  own slot), and IoU of the fused box: the keep loss pushes score x keep probability to 1;
+- duplicates: unmatched slots whose box overlaps an object by IoU > 0.5, per image, and their
+  mean keep probability: the keep loss pushes it to 0;
+- the keep loss' two parts: positives per object, negatives per slot (as in training).
+
+A model trained without the set loss is measured with the same criterion: what the plan does
+on candidates no one trained it on.
+
+    python benchmarks/set_loss_stats.py DATA RUN [RUN ...] [--images 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import box_iou
+
+from fabricdet.data.formats.detect import load_dataset
+from fabricdet.engine.checkpoint import load_model
+from fabricdet.engine.data import TorchDetectionDataset, collate, select_split
+from fabricdet.models.set_loss import SetCriterion
+from fabricdet.ops import SinkhornNMSOutput
+
+
+@dataclass
+class Tally:
+    """Sums over the images seen; :meth:`row` turns them into means."""
+
+    images: int = 0
+    objects: int = 0
+    matched: int = 0
+    score: float = 0.0
+    keep: float = 0.0
+    iou: float = 0.0
+    duplicates: int = 0
+    duplicate_keep: float = 0.0
+    positive_bce: float = 0.0
+    negative_bce: float = 0.0
+    slots: int = 0
+
+    def row(self) -> list[str]:
+        m = max(self.matched, 1)
+        return [
+            f"{self.matched / max(self.objects, 1):.0%}",
+            f"{self.score / m:.3f}",
+            f"{self.keep / m:.3f}",
+            f"{self.iou / m:.3f}",
+            f"{self.duplicates / max(self.images, 1):.1f}",
+            f"{self.duplicate_keep / max(self.duplicates, 1):.3f}",
+            f"{self.positive_bce / max(self.objects, 1):.3f}",
+            f"{self.negative_bce / max(self.slots, 1):.4f}",
+        ]
+
+
+class Recording:
+    """Stands in for the detector's criterion: tallies what it sees, then computes the loss."""
+
+    def __init__(self, criterion: SetCriterion, tally: Tally) -> None:
+        self.criterion = criterion
+        self.tally = tally
+
+    def __call__(self, out: SinkhornNMSOutput, targets: list[dict[str, Tensor]]) -> dict:
+        t = self.tally
+        for b, target in enumerate(targets):
+            matched = self.criterion.match(out, b, target["boxes"], target["labels"])
+            hit = matched >= 0
+            slots = matched[hit]
+            valid = out.slot_mask[b]
+            scores, keep = out.scores[b].detach(), out.keep_prob[b].detach()
+            goal = torch.zeros_like(keep)
+            goal[slots] = 1.0
+            confidence = (scores * keep).clamp(1e-6, 1 - 1e-6)
+            bce = F.binary_cross_entropy(confidence, goal, reduction="none")
+            overlap = box_iou(out.boxes[b].detach(), target["boxes"])
+            duplicate = valid & (goal == 0) & (overlap.max(1).values > 0.5)
+            t.images += 1
+            t.objects += len(matched)
+            t.matched += len(slots)
+            t.score += float(scores[slots].sum())
+            t.keep += float(keep[slots].sum())
+            t.iou += float(overlap[slots, hit.nonzero().squeeze(1)].sum())
+            t.duplicates += int(duplicate.sum())
+            t.duplicate_keep += float(keep[duplicate].sum())
+            t.positive_bce += float(bce[slots].sum())
+            t.negative_bce += float(bce[valid & (goal == 0)].sum())
+            t.slots += int(valid.sum())
+        return self.criterion(out, targets)
+
+
+@torch.no_grad()
+def measure(run: Path, data: Path, images: int) -> Tally:
+    loaded = load_model(run)
+    model, cfg = loaded.model, loaded.config
+    tally = Tally()
+    model.cfg.set_loss = True  # measured the same way whether or not it trained with it
+    model.criterion = Recording(model.criterion, tally)
+    model.train()
+    model.set_epoch_progress(1.0)
+    train = select_split(load_dataset(data), cfg.data.train_split)
+    samples = TorchDetectionDataset(train, cfg.data)
+    chosen = [i for i, rec in enumerate(train.images) if rec.instances][:images]
+    for start in range(0, len(chosen), cfg.train.batch_size):
+        # seed 0: the same (deterministic) augmentation of each image for every model
+        batch = collate([samples[(i, 0)] for i in chosen[start : start + cfg.train.batch_size]])
+        model(batch.images, batch.targets)
+    return tally
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("data", type=Path)
+    p.add_argument("runs", type=Path, nargs="+")
+    p.add_argument("--images", type=int, default=48)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    head = ["run", "matched", "score", "keep", "IoU", "dups/image", "dup keep", "pos BCE/obj",
+            "neg BCE/slot"]  # fmt: skip
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for run in args.runs:
+        print("| " + " | ".join([str(run), *measure(run, args.data, args.images).row()]) + " |")
+
+
+if __name__ == "__main__":
+    main()
