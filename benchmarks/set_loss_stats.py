@@ -9,7 +9,10 @@ training images that hold defects, with the set loss' own matching, and prints p
   own slot), and IoU of the fused box: the keep loss pushes score x keep probability to 1;
 - duplicates: unmatched slots whose box overlaps an object by IoU > 0.5, per image, and their
   mean keep probability: the keep loss pushes it to 0;
-- the keep loss' two parts: positives per object, negatives per slot (as in training).
+- the keep loss' two parts: positives per object, negatives per slot (as in training);
+- the norm of each loss term's gradient on the model's parameters (mean over batches), and of
+  the keep loss' gradient through the plan alone (the scores held constant where the loss
+  multiplies them by the keep probability, ``SetCriterion(scores="none")``).
 
 A model trained without the set loss is measured with the same criterion: what the plan does
 on candidates no one trained it on.
@@ -20,7 +23,8 @@ on candidates no one trained it on.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -50,6 +54,7 @@ class Tally:
     positive_bce: float = 0.0
     negative_bce: float = 0.0
     slots: int = 0
+    grad_norms: dict[str, list[float]] = field(default_factory=dict)
 
     def row(self) -> list[str]:
         m = max(self.matched, 1)
@@ -71,6 +76,10 @@ class Recording:
     def __init__(self, criterion: SetCriterion, tally: Tally) -> None:
         self.criterion = criterion
         self.tally = tally
+        self.through_plan = SetCriterion(
+            criterion.keep_weight, criterion.box_weight, criterion.min_iou, scores="none"
+        )
+        self.plan_only_keep: Tensor | None = None
 
     def __call__(self, out: SinkhornNMSOutput, targets: list[dict[str, Tensor]]) -> dict:
         t = self.tally
@@ -97,16 +106,18 @@ class Recording:
             t.positive_bce += float(bce[slots].sum())
             t.negative_bce += float(bce[valid & (goal == 0)].sum())
             t.slots += int(valid.sum())
+        self.plan_only_keep = self.through_plan(out, targets)["set_keep"]
         return self.criterion(out, targets)
 
 
-@torch.no_grad()
 def measure(run: Path, data: Path, images: int) -> Tally:
     loaded = load_model(run)
     model, cfg = loaded.model, loaded.config
     tally = Tally()
     model.cfg.set_loss = True  # measured the same way whether or not it trained with it
-    model.criterion = Recording(model.criterion, tally)
+    recording = Recording(model.criterion, tally)
+    model.criterion = recording
+    params = [q for q in model.parameters() if q.requires_grad]
     model.train()
     model.set_epoch_progress(1.0)
     train = select_split(load_dataset(data), cfg.data.train_split)
@@ -115,7 +126,15 @@ def measure(run: Path, data: Path, images: int) -> Tally:
     for start in range(0, len(chosen), cfg.train.batch_size):
         # seed 0: the same (deterministic) augmentation of each image for every model
         batch = collate([samples[(i, 0)] for i in chosen[start : start + cfg.train.batch_size]])
-        model(batch.images, batch.targets)
+        losses = model(batch.images, batch.targets)
+        # weighted as in training (ramp over: set_loss_weight)
+        assert recording.plan_only_keep is not None
+        plan_only = model.cfg.set_loss_weight * recording.plan_only_keep
+        losses["set_keep, through the plan"] = plan_only
+        for name, loss in losses.items():
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            norm = sum(float(g.pow(2).sum()) for g in grads if g is not None) ** 0.5
+            tally.grad_norms.setdefault(name, []).append(norm)
     return tally
 
 
@@ -128,9 +147,16 @@ def main() -> None:
     torch.manual_seed(0)
     head = ["run", "matched", "score", "keep", "IoU", "dups/image", "dup keep", "pos BCE/obj",
             "neg BCE/slot"]  # fmt: skip
+    tallies = {run: measure(run, args.data, args.images) for run in args.runs}
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-    for run in args.runs:
-        print("| " + " | ".join([str(run), *measure(run, args.data, args.images).row()]) + " |")
+    for run, tally in tallies.items():
+        print("| " + " | ".join([str(run), *tally.row()]) + " |")
+    names = list(next(iter(tallies.values())).grad_norms)
+    print("\nGradient norm on the parameters, per loss term (mean over batches)\n")
+    print("| run | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 1))
+    for run, tally in tallies.items():
+        cells = [f"{statistics.mean(tally.grad_norms[n]):.2f}" for n in names]
+        print(f"| {run} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
