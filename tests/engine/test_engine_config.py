@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fabricdet.engine import PRESETS, ConfigError, apply_overrides, load_config, preset
-from fabricdet.engine.config_io import leaf_keys, save_config
+from fabricdet.engine.config_io import leaf_keys, save_config, saved_config, to_dict
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -102,3 +102,11 @@ def test_yaml_errors_name_the_file(tmp_path):
     path.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+@pytest.mark.parametrize("only, scores", [(True, "matched"), (False, "all")])
+def test_a_saved_config_with_a_renamed_key_loads_under_the_new_one(only, scores) -> None:
+    data = to_dict(preset("default"))
+    del data["model"]["set_loss_scores"]
+    data["model"]["set_loss_suppress_only"] = only  # as written before the rename
+    assert saved_config(data, where="old model").model.set_loss_scores == scores

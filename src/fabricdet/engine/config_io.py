@@ -18,7 +18,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +215,10 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> RunConfi
 #: Model settings whose default changed, with what files written before them meant: a saved
 #: config always holds every key of its time, so a missing one is one that did not exist yet.
 _BEFORE_KEY_EXISTED: dict[str, Any] = {"texture_input": False}
+#: Model settings that were renamed: old key -> (new key, new value of each old value).
+_RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "set_loss_suppress_only": ("set_loss_scores", lambda only: "matched" if only else "all"),
+}
 
 
 def saved_config(data: Mapping[str, Any], where: str) -> RunConfig:
@@ -223,7 +227,11 @@ def saved_config(data: Mapping[str, Any], where: str) -> RunConfig:
     without the texture channel keeps running without it)."""
     model = data.get("model") if isinstance(data, Mapping) else None
     if isinstance(model, Mapping):
-        data = {**data, "model": {**_BEFORE_KEY_EXISTED, **model}}
+        model = {**_BEFORE_KEY_EXISTED, **model}
+        for old, (new, convert) in _RENAMED.items():
+            if old in model:
+                model[new] = convert(model.pop(old))
+        data = {**data, "model": model}
     return config_from_dict(data, where)
 
 
