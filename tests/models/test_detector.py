@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -44,6 +46,26 @@ def test_training_returns_named_finite_losses_and_gradients_reach_heads() -> Non
     assert reg_grad is not None
     for rows, what in ((slice(0, 4), "box"), (slice(5, None), "embedding")):
         assert reg_grad[rows].abs().sum() > 0, what
+
+
+def test_the_set_loss_can_be_kept_off_the_backbone() -> None:
+    images, targets = _batch()
+    values, reached = {}, {}
+    for backbone in (True, False):
+        torch.manual_seed(0)
+        cfg = dataclasses.replace(SMALL, set_loss_backbone=backbone)
+        model = build_model(cfg, num_classes=3).train()
+        losses = model(images, targets)
+        set_loss = losses["set_keep"] + losses["set_box"]
+        set_loss.backward()
+        values[backbone] = float(set_loss.detach())
+        grads = [p.grad for p in model.backbone.parameters()]
+        reached[backbone] = any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+        assert model.head.cls.weight.grad is not None
+        assert model.head.cls.weight.grad.abs().sum() > 0
+    # the head's second pass computes the same set loss; only where its gradient goes differs
+    assert values[True] == pytest.approx(values[False], rel=1e-5)
+    assert reached == {True: True, False: False}
 
 
 def test_eval_contract_for_every_nms_method() -> None:

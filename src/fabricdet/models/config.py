@@ -119,6 +119,8 @@ class ModelConfig:
             (the slots are meaningless until the dense head produces sensible candidates).
         set_loss_scores: which slots' scores the set loss trains directly: ``all``,
             ``matched`` or ``none`` (:class:`fabricdet.models.set_loss.SetCriterion`).
+        set_loss_backbone: the set loss' gradient reaches the backbone and FPN (``False``:
+            it trains the head only, at the cost of a second head pass in training).
         l1_weight: weight of the L1 loss on the box encoding (beside GIoU; keeps box sizes
             from drifting, see :func:`fabricdet.models.losses.box_l1_loss`).
         assign_min_k, assign_topk, assign_radius: label assignment (see
@@ -147,6 +149,7 @@ class ModelConfig:
     set_loss_weight: float = 1.0
     set_loss_warmup: float = 0.3
     set_loss_scores: str = "all"
+    set_loss_backbone: bool = True
     l1_weight: float = 1.0
     assign_min_k: int = 12
     assign_topk: int = 20

@@ -133,7 +133,13 @@ class FabricDetector(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("training mode needs targets")
-            losses = self.losses(out, targets, sizes)
+            # The set loss' gradient through the plan is many times the dense losses'; with
+            # set_loss_backbone off it trains the head alone, on a copy of its pass over
+            # features cut from the backbone and FPN.
+            set_out = out
+            if self.cfg.set_loss and not self.cfg.set_loss_backbone:
+                set_out = self.head([f.detach() for f in feats])
+            losses = self.losses(out, targets, sizes, set_out)
             if self.mask_head is not None:
                 losses.update(self.mask_head.losses(feats, batch, targets, self.progress))
             return losses
@@ -175,9 +181,14 @@ class FabricDetector(nn.Module):
                 )
 
     def losses(
-        self, out: HeadOutput, targets: list[dict[str, Tensor]], sizes: list[tuple[int, int]]
+        self,
+        out: HeadOutput,
+        targets: list[dict[str, Tensor]],
+        sizes: list[tuple[int, int]],
+        set_out: HeadOutput | None = None,
     ) -> dict[str, Tensor]:
-        """Dense losses (assigned per image) plus the set loss through SinkhornNMS."""
+        """Dense losses (assigned per image) on ``out`` plus the set loss through SinkhornNMS
+        on ``set_out`` (the same values; default: ``out``)."""
         boxes = decode_boxes(out.points, out.distances)  # [B, A, 4]
         scores = candidate_scores(out).detach()
         cls_sum = qual_sum = box_sum = l1_sum = embed_sum = out.cls_logits.sum() * 0
@@ -218,6 +229,8 @@ class FabricDetector(nn.Module):
             "embed": embed_sum / len(targets),
         }
         if cand is not None and self.cfg.set_loss:
+            if set_out is not None and set_out is not out:
+                cand = select_candidates(set_out, sizes, self.cfg.set_topk, score_thresh=0.0)
             nms = self.sinkhorn(
                 cand.boxes, cand.scores, cand.labels, self._embeddings(cand), cand.mask
             )
