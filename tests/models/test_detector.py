@@ -68,6 +68,18 @@ def test_the_set_loss_can_be_kept_off_the_backbone() -> None:
     assert reached == {True: True, False: False}
 
 
+def test_eps_plan_grad_holds_the_plan_gradient_at_its_starting_size() -> None:
+    sk = SMALL.sinkhorn
+    raw = build_model(SMALL, num_classes=3)
+    scaled = build_model(dataclasses.replace(SMALL, set_loss_plan_grad="eps"), num_classes=3)
+    for progress, expected in ((0.0, 1.0), (1.0, sk.eps / sk.eps_start)):
+        for model in (raw, scaled):
+            model.set_epoch_progress(progress)
+        assert raw.sinkhorn.plan_grad_scale == 1.0
+        assert scaled.sinkhorn.plan_grad_scale == pytest.approx(expected)
+        assert scaled.sinkhorn.plan_grad_scale * sk.eps_start == pytest.approx(scaled.sinkhorn.eps)
+
+
 def test_eval_contract_for_every_nms_method() -> None:
     cfg = ModelConfig(**{**SMALL.__dict__, "topk_candidates": 200})
     model = build_model(cfg, num_classes=3).eval()

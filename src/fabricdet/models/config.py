@@ -121,6 +121,12 @@ class ModelConfig:
             ``matched`` or ``none`` (:class:`fabricdet.models.set_loss.SetCriterion`).
         set_loss_backbone: the set loss' gradient reaches the backbone and FPN (``False``:
             it trains the head only, at the cost of a second head pass in training).
+        set_loss_plan_grad: ``raw``: the set loss' gradient through the plan as it is (its size
+            grows like ``1 / eps`` as training anneals eps); ``eps``: scaled by
+            ``eps / eps_start``, so it keeps the size it had at the start.
+        set_loss_spatial_grad: the set loss' gradient through the plan reaches the boxes by
+            the spatial term (``False``: only by the fused boxes; the matching cannot be
+            changed by moving boxes).
         l1_weight: weight of the L1 loss on the box encoding (beside GIoU; keeps box sizes
             from drifting, see :func:`fabricdet.models.losses.box_l1_loss`).
         assign_min_k, assign_topk, assign_radius: label assignment (see
@@ -150,6 +156,8 @@ class ModelConfig:
     set_loss_warmup: float = 0.3
     set_loss_scores: str = "all"
     set_loss_backbone: bool = True
+    set_loss_plan_grad: str = "raw"
+    set_loss_spatial_grad: bool = True
     l1_weight: float = 1.0
     assign_min_k: int = 12
     assign_topk: int = 20

@@ -75,6 +75,7 @@ class FabricDetector(nn.Module):
         self.sinkhorn = SinkhornNMS(
             iou_threshold=sk.iou_threshold, max_slots=cfg.slots, num_classes=num_classes,
             edges=True, **sk.solver_options(sk.eps_start), decode_iters=0,
+            spatial_grad=cfg.set_loss_spatial_grad,
         )  # fmt: skip
         self.criterion = SetCriterion(scores=cfg.set_loss_scores)  # type: ignore[arg-type]
         self.mask_head = (
@@ -102,6 +103,8 @@ class FabricDetector(nn.Module):
         p = min(max(progress, 0.0), 1.0)
         self.progress = p
         self.sinkhorn.eps = sk.eps_start * (sk.eps / sk.eps_start) ** p
+        if self.cfg.set_loss_plan_grad == "eps":
+            self.sinkhorn.plan_grad_scale = self.sinkhorn.eps / sk.eps_start
 
     def _batch(self, images: list[Tensor]) -> Tensor:
         """Normalise and pad to a common size that is a multiple of the largest stride."""

@@ -97,6 +97,7 @@ from fabricdet.ops.sinkhorn_nms_terms import (
     appearance_cost,
     fusion_factor,
     quality_prior,
+    scale_grad,
     similarity_floor,
 )
 
@@ -265,6 +266,14 @@ class SinkhornNMS(nn.Module):
             placed ones).
         num_classes: labels lie in ``0 .. num_classes - 1``: the static number of per-class
             dustbins (needed for tracing and export; ``None``: read from the labels).
+        spatial_grad: the plan's gradient reaches the boxes through the spatial term (``False``:
+            the similarity is computed on detached boxes, so a loss on the plan cannot move
+            boxes apart or together to change the matching; the fused boxes still pass their
+            gradient to the boxes they average).
+        plan_grad_scale: factor on the gradient that flows back from the plan into its costs
+            and marginals (forward unchanged). The plan's derivative grows like ``1 / eps``,
+            so a trainer that anneals ``eps`` can hold that gradient's size constant with
+            ``eps / eps_start``.
         edges: solve on the pairs that can carry mass
             (:mod:`fabricdet.ops.sinkhorn_nms_edges`; the same plan up to ``exp(-20)`` of a
             row's mass, several times faster forward and backward, but it reads edge counts on
@@ -294,6 +303,8 @@ class SinkhornNMS(nn.Module):
         fuse_boxes: bool = True,
         fuse_power: float = 0.0,
         num_classes: int | None = None,
+        spatial_grad: bool = True,
+        plan_grad_scale: float = 1.0,
         edges: bool = False,
     ) -> None:
         super().__init__()
@@ -327,6 +338,8 @@ class SinkhornNMS(nn.Module):
         self.fuse_boxes = fuse_boxes
         self.fuse_power = fuse_power
         self.num_classes = num_classes
+        self.spatial_grad = spatial_grad
+        self.plan_grad_scale = plan_grad_scale
         self.edges = edges
 
     def extra_repr(self) -> str:
@@ -425,10 +438,11 @@ class SinkhornNMS(nn.Module):
             cost, supply, capacity, labels, seed_labels, mask, slot_mask, self.dustbin_cost,
             num_groups,
         )  # fmt: skip
-        return sinkhorn(
+        plan = sinkhorn(
             aug_cost, a, b, self.eps, max_iter=self.num_iters, tol=None,
             row_mask=row_mask, col_mask=col_mask, grad=self.grad, mode=self.solver_mode,
         )  # fmt: skip
+        return scale_grad(plan, self.plan_grad_scale)
 
     def _num_dustbins(self, labels: Tensor, agnostic: bool) -> int:
         if agnostic:
@@ -449,6 +463,8 @@ class SinkhornNMS(nn.Module):
         slot_index: Tensor,
     ) -> tuple[Tensor, Tensor]:
         """Candidate-to-slot cost and capacity kernel ``k_ij [i ~ j]``, both ``[B, N, K]``."""
+        if not self.spatial_grad:
+            boxes, seed_boxes = boxes.detach(), seed_boxes.detach()
         sigma = pairwise_overlap(boxes, seed_boxes, self.overlap, self.nwd_scale)
         # A seed always overlaps itself fully, zero-area boxes (IoU 0/0) included.
         candidate = torch.arange(boxes.shape[1], device=boxes.device).view(1, -1, 1)

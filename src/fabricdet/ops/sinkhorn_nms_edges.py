@@ -41,7 +41,7 @@ from torch import Tensor
 from fabricdet.ops.boxes import box_terms, terms_overlap
 from fabricdet.ops.edge_sinkhorn import edge_sinkhorn
 from fabricdet.ops.sinkhorn import cut_exp
-from fabricdet.ops.sinkhorn_nms_terms import neighbourhood_reach
+from fabricdet.ops.sinkhorn_nms_terms import neighbourhood_reach, scale_grad
 
 if TYPE_CHECKING:  # that module imports this one
     from fabricdet.ops.sinkhorn_nms import SinkhornNMS
@@ -227,7 +227,8 @@ def edge_plan(
     cand, slot = _edges(boxes, group_of, batch * g, mask, seeds, slot_mask,
                         neighbourhood_reach(nms.overlap, nms.nwd_scale, floor))  # fmt: skip
     seed = seeds.index_select(0, slot)
-    terms = box_terms(boxes.reshape(-1, 4))  # [10, B * N]
+    spatial = boxes if nms.spatial_grad else boxes.detach()
+    terms = box_terms(spatial.reshape(-1, 4))  # [10, B * N]
     sigma = terms_overlap(terms.index_select(1, cand), terms.index_select(1, seed), nms.overlap,
                           nms.nwd_scale)  # fmt: skip
     sigma = torch.where(cand == seed, torch.ones_like(sigma), sigma)  # a seed overlaps itself
@@ -278,6 +279,7 @@ def edge_plan(
     a = torch.cat([supply, group_mass.new_zeros(batch * g).index_add(0, slot_group, capacity)])
     b = torch.cat([capacity, group_mass])
     entries = edge_sinkhorn(kernel, a, b, rows, cols, nms.num_iters)
+    entries = scale_grad(entries, nms.plan_grad_scale)
 
     # Coordinates in the dense plan: flat row r is image r // N, candidate r % N or, past
     # B * N, image (r - B N) // G, dustbin N + (r - B N) % G; columns likewise.

@@ -5,7 +5,8 @@ edge-list training solve (the formulation is in :mod:`fabricdet.ops.sinkhorn_nms
 - :func:`neighbourhood_reach`: how far apart (in box sizes) two boxes with ``sigma >= m`` can be;
 - :func:`appearance_cost`, :func:`quality_prior`: two of the cost's terms;
 - :data:`SEED_FUSE_WEIGHT`, :func:`fusion_factor`: the seed's weight in its fused box, and the
-  score factor on every candidate's.
+  score factor on every candidate's;
+- :func:`scale_grad`: the plan's gradient scaling.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def fusion_factor(scores: Tensor, power: float) -> Tensor:
         return torch.ones_like(scores)
     # Clamped: the gradient of s ** power is finite at s = 0 for powers below 1 too.
     return scores.clamp_min(1e-6) ** power
+
+
+def scale_grad(x: Tensor, factor: float) -> Tensor:
+    """``x`` unchanged, its gradient multiplied by ``factor`` (traceable: plain tensor ops)."""
+    if factor == 1.0:
+        return x
+    frozen = x.detach()
+    return frozen + factor * (x - frozen)
 
 
 def similarity_floor(
