@@ -12,7 +12,12 @@ training images that hold defects, with the set loss' own matching, and prints p
 - the keep loss' two parts: positives per object, negatives per slot (as in training);
 - the norm of each loss term's gradient on the model's parameters (mean over batches), and of
   the keep loss' gradient through the plan alone (the scores held constant where the loss
-  multiplies them by the keep probability, ``SetCriterion(scores="none")``).
+  multiplies them by the keep probability, ``SetCriterion(scores="none")``);
+- what the appearance term reads: the embedding dissimilarity ``1 - cos`` of candidate-seed
+  pairs of one class that overlap by IoU >= the NMS threshold (the pairs the spatial term
+  cannot separate), split into duplicates (both boxes on the same object) and neighbours (on
+  two different objects), with the share beyond ``feature_margin``, where the term starts to
+  cost: the term works when neighbours lie beyond it and duplicates within.
 
 A model trained without the set loss is measured with the same criterion: what the plan does
 on candidates no one trained it on.
@@ -26,6 +31,7 @@ import argparse
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +41,7 @@ from torchvision.ops import box_iou
 from fabricdet.data.formats.detect import load_dataset
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.data import TorchDetectionDataset, collate, select_split
+from fabricdet.models.candidates import select_candidates
 from fabricdet.models.set_loss import SetCriterion
 from fabricdet.ops import SinkhornNMSOutput
 
@@ -55,6 +62,17 @@ class Tally:
     negative_bce: float = 0.0
     slots: int = 0
     grad_norms: dict[str, list[float]] = field(default_factory=dict)
+    # pair kind ("duplicate", "neighbour") -> dissimilarities of its pairs
+    dissim: dict[str, list[Tensor]] = field(default_factory=dict)
+
+    def appearance_row(self, margin: float) -> list[str]:
+        cells = []
+        for kind in ("duplicate", "neighbour"):
+            d = torch.cat(self.dissim.get(kind, [torch.zeros(0)]))
+            share = f"{float((d > margin).float().mean()):.0%}" if len(d) else "-"
+            mean = f"{float(d.mean()):.3f}" if len(d) else "-"
+            cells += [f"{len(d) / max(self.images, 1):.1f}", mean, share]
+        return cells
 
     def row(self) -> list[str]:
         m = max(self.matched, 1)
@@ -110,6 +128,32 @@ class Recording:
         return self.criterion(out, targets)
 
 
+@torch.no_grad()
+def tally_appearance(model: Any, batch: Any, tally: Tally) -> None:
+    """Add the dissimilarities of the overlapping candidate-seed pairs of ``batch``."""
+    cfg = model.cfg
+    sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in batch.images]
+    out = model.head(model.features(model._batch(batch.images)))
+    cand = select_candidates(out, sizes, cfg.set_topk, score_thresh=0.0)
+    if not cand.embeddings.shape[-1]:
+        return
+    theta = cfg.sinkhorn.iou_threshold
+    for b, target in enumerate(batch.targets):
+        m = cand.mask[b]
+        boxes, labels = cand.boxes[b][m], cand.labels[b][m]
+        emb = F.normalize(cand.embeddings[b][m], dim=-1)
+        seeds = cand.scores[b][m].argsort(descending=True)[: cfg.slots]
+        best, owner = box_iou(boxes, target["boxes"]).max(1)
+        on_object = best >= 0.5  # the box covers an object: its owner is known
+        pair = (box_iou(boxes, boxes[seeds]) >= theta) & (labels[:, None] == labels[seeds])
+        pair &= torch.arange(len(boxes))[:, None] != seeds[None, :]  # not the seed itself
+        pair &= on_object[:, None] & on_object[seeds][None, :]
+        dissim = 1.0 - emb @ emb[seeds].T
+        same = owner[:, None] == owner[seeds][None, :]
+        for kind, where in (("duplicate", pair & same), ("neighbour", pair & ~same)):
+            tally.dissim.setdefault(kind, []).append(dissim[where])
+
+
 def measure(run: Path, data: Path, images: int) -> Tally:
     loaded = load_model(run)
     model, cfg = loaded.model, loaded.config
@@ -126,6 +170,7 @@ def measure(run: Path, data: Path, images: int) -> Tally:
     for start in range(0, len(chosen), cfg.train.batch_size):
         # seed 0: the same (deterministic) augmentation of each image for every model
         batch = collate([samples[(i, 0)] for i in chosen[start : start + cfg.train.batch_size]])
+        tally_appearance(model, batch, tally)
         losses = model(batch.images, batch.targets)
         # weighted as in training (ramp over: set_loss_weight)
         assert recording.plan_only_keep is not None
@@ -148,6 +193,7 @@ def main() -> None:
     head = ["run", "matched", "score", "keep", "IoU", "dups/image", "dup keep", "pos BCE/obj",
             "neg BCE/slot"]  # fmt: skip
     tallies = {run: measure(run, args.data, args.images) for run in args.runs}
+    margins = {run: load_model(run).model.cfg.sinkhorn.feature_margin for run in args.runs}
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for run, tally in tallies.items():
         print("| " + " | ".join([str(run), *tally.row()]) + " |")
@@ -157,6 +203,13 @@ def main() -> None:
     for run, tally in tallies.items():
         cells = [f"{statistics.mean(tally.grad_norms[n]):.2f}" for n in names]
         print(f"| {run} | " + " | ".join(cells) + " |")
+    print("\nAppearance term: dissimilarity of candidate-seed pairs overlapping by IoU >= the")
+    print("NMS threshold, per image, mean, share beyond feature_margin\n")
+    head = ["run", "margin", "duplicates", "mean", "beyond", "neighbours", "mean", "beyond"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for run, tally in tallies.items():
+        cells = [str(run), f"{margins[run]}", *tally.appearance_row(margins[run])]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
