@@ -17,7 +17,9 @@ training images that hold defects, with the set loss' own matching, and prints p
   pairs of one class that overlap by IoU >= the NMS threshold (the pairs the spatial term
   cannot separate), split into duplicates (both boxes on the same object) and neighbours (on
   two different objects), with the share beyond ``feature_margin``, where the term starts to
-  cost: the term works when neighbours lie beyond it and duplicates within.
+  cost: the term works when neighbours lie beyond it and duplicates within; and, for every two
+  objects in one image, the dissimilarity of their candidates' mean embeddings, for objects of
+  one class and of two classes (what the embedding tells apart).
 
 A model trained without the set loss is measured with the same criterion: what the plan does
 on candidates no one trained it on.
@@ -62,16 +64,20 @@ class Tally:
     negative_bce: float = 0.0
     slots: int = 0
     grad_norms: dict[str, list[float]] = field(default_factory=dict)
-    # pair kind ("duplicate", "neighbour") -> dissimilarities of its pairs
+    # pair kind ("duplicate", "neighbour"; "same class", "other class" for object means) ->
+    # dissimilarities of its pairs
     dissim: dict[str, list[Tensor]] = field(default_factory=dict)
 
     def appearance_row(self, margin: float) -> list[str]:
         cells = []
-        for kind in ("duplicate", "neighbour"):
+        for kind in ("duplicate", "neighbour", "same class", "other class"):
             d = torch.cat(self.dissim.get(kind, [torch.zeros(0)]))
-            share = f"{float((d > margin).float().mean()):.0%}" if len(d) else "-"
             mean = f"{float(d.mean()):.3f}" if len(d) else "-"
-            cells += [f"{len(d) / max(self.images, 1):.1f}", mean, share]
+            if kind in ("duplicate", "neighbour"):
+                share = f"{float((d > margin).float().mean()):.0%}" if len(d) else "-"
+                cells += [f"{len(d) / max(self.images, 1):.1f}", mean, share]
+            else:
+                cells += [str(len(d)), mean]
         return cells
 
     def row(self) -> list[str]:
@@ -152,6 +158,17 @@ def tally_appearance(model: Any, batch: Any, tally: Tally) -> None:
         same = owner[:, None] == owner[seeds][None, :]
         for kind, where in (("duplicate", pair & same), ("neighbour", pair & ~same)):
             tally.dissim.setdefault(kind, []).append(dissim[where])
+        objects = [g for g in range(len(target["boxes"])) if bool((on_object & (owner == g)).any())]
+        if len(objects) < 2:
+            continue
+        means = torch.stack([emb[on_object & (owner == g)].mean(0) for g in objects])
+        means = F.normalize(means, dim=-1)
+        classes = target["labels"][objects]
+        one_class = classes[:, None] == classes[None, :]
+        upper = torch.ones_like(one_class).triu(1)  # each pair of objects once
+        apart = 1.0 - means @ means.T
+        tally.dissim.setdefault("same class", []).append(apart[upper & one_class])
+        tally.dissim.setdefault("other class", []).append(apart[upper & ~one_class])
 
 
 def measure(run: Path, data: Path, images: int) -> Tally:
@@ -204,8 +221,10 @@ def main() -> None:
         cells = [f"{statistics.mean(tally.grad_norms[n]):.2f}" for n in names]
         print(f"| {run} | " + " | ".join(cells) + " |")
     print("\nAppearance term: dissimilarity of candidate-seed pairs overlapping by IoU >= the")
-    print("NMS threshold, per image, mean, share beyond feature_margin\n")
-    head = ["run", "margin", "duplicates", "mean", "beyond", "neighbours", "mean", "beyond"]
+    print("NMS threshold, per image, mean, share beyond feature_margin; two objects' mean")
+    print("embeddings, number of pairs and mean dissimilarity\n")
+    head = ["run", "margin", "duplicates", "mean", "beyond", "neighbours", "mean", "beyond",
+            "objects, one class", "mean", "two classes", "mean"]  # fmt: skip
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for run, tally in tallies.items():
         cells = [str(run), f"{margins[run]}", *tally.appearance_row(margins[run])]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from fabricdet.engine import PRESETS, ConfigError, apply_overrides, load_config, preset
-from fabricdet.engine.config_io import leaf_keys, save_config, saved_config, to_dict
+from fabricdet.engine.config_io import (
+    config_from_dict,
+    leaf_keys,
+    save_config,
+    saved_config,
+    to_dict,
+)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -111,3 +117,12 @@ def test_a_saved_config_with_a_renamed_key_loads_under_the_new_one(only, scores)
     del data["model"]["set_loss_scores"]
     data["model"]["set_loss_suppress_only"] = only  # as written before the rename
     assert saved_config(data, where="old model").model.set_loss_scores == scores
+
+
+def test_a_saved_config_from_before_a_key_keeps_the_behaviour_it_was_trained_with() -> None:
+    data = to_dict(preset("default"))
+    assert data["model"]["set_loss_spatial_grad"] is False  # today's default
+    del data["model"]["set_loss_spatial_grad"]  # as written before the key existed
+    assert saved_config(data, where="old model").model.set_loss_spatial_grad is True
+    # a config written by hand takes today's defaults
+    assert config_from_dict(data).model.set_loss_spatial_grad is False
