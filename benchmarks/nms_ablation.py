@@ -11,9 +11,11 @@ AP on the ``adjacent`` subset (the test images holding two defects whose boxes o
 Mean and spread (sample standard deviation) over the seeds.
 
 Every stage resumes: a dataset or a finished run is reused, an interrupted run continues.
+``--set KEY=VALUE ...`` adds config overrides to both arms (a finished run keeps the config it
+was trained with: use a new ``--out`` when changing them).
 
     python benchmarks/nms_ablation.py --out runs/ablation [--seeds 0 1 2] [--steps 600]
-        [--num-images 1000] [--size 640x256] [--gap 8]
+        [--num-images 1000] [--size 640x256] [--gap 8] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -73,7 +75,12 @@ def _scores(loaded: Any, full: DetectionDataset, adj: DetectionDataset, nms: str
 
 
 def run_seed(
-    dataset: DetectionDataset, adj: DetectionDataset, out: Path, seed: int, steps: int
+    dataset: DetectionDataset,
+    adj: DetectionDataset,
+    out: Path,
+    seed: int,
+    steps: int,
+    extra: list[str],
 ) -> dict[str, dict[str, float]]:
     """``{row name: metrics}`` of one seed; cached in ``out/seed<k>.json``."""
     cache = out / f"seed{seed}.json"
@@ -87,7 +94,7 @@ def run_seed(
             cfg = None
             if not resume:
                 schedule = [f"train.seed={seed}", f"train.max_steps={steps}"]
-                cfg = apply_overrides(preset("default"), [*overrides, *schedule])
+                cfg = apply_overrides(preset("default"), [*overrides, *schedule, *extra])
             train(cfg, dataset, run_dir, resume=resume, progress=False)
         loaded = load_model(run_dir / MODEL_FILE)
         for method in NMS_METHODS:
@@ -112,11 +119,13 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=1000)
     parser.add_argument("--size", default="640x256")
     parser.add_argument("--gap", type=float, default=8.0)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for both arms")  # fmt: skip
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     dataset = load_or_generate(args.out / "data", args.num_images, 0, (w, h))
     adj = adjacent_subset(dataset, "test", args.gap)
-    per_seed = [run_seed(dataset, adj, args.out, s, args.steps) for s in args.seeds]
+    per_seed = [run_seed(dataset, adj, args.out, s, args.steps, args.set) for s in args.seeds]
     n_test = sum(r.split == "test" for r in dataset.images)
     print(f"\n{len(args.seeds)} seeds, {args.steps} steps each; test split {n_test} images, "
           f"adjacent subset {len(adj.images)} images")  # fmt: skip

@@ -72,7 +72,7 @@ def test_overrides_leave_the_input_alone():
         ("train.ema_decay=1", "train.ema_decay"),
         ("model.sinkhorn.overlap=giou", "iou, diou, nwd, iou\\+nwd"),
         ("model.set_loss_scores=some", "all or matched or none"),
-        ("model.set_loss_plan_grad=big", "raw or eps"),
+        ("model.set_loss_plan_grad=big", "raw or eps or none"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

@@ -86,6 +86,20 @@ def test_eps_plan_grad_holds_the_plan_gradient_at_its_starting_size() -> None:
         assert scaled.sinkhorn.plan_grad_scale * sk.eps_start == pytest.approx(scaled.sinkhorn.eps)
 
 
+def test_without_plan_gradient_the_set_loss_trains_scores_only_directly() -> None:
+    images, targets = _batch()
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(SMALL, set_loss_plan_grad="none"), num_classes=3)
+    assert model.sinkhorn.plan_grad_scale == 0.0
+    losses = model.train()(images, targets)
+    losses["set_keep"].backward()
+    # the keep loss still reaches the classification branch through the slots' own scores,
+    # but nothing reaches the embeddings, which enter only the plan
+    assert model.head.cls.weight.grad is not None and model.head.cls.weight.grad.abs().sum() > 0
+    reg_grad = model.head.reg.weight.grad
+    assert reg_grad is None or reg_grad[5:].abs().sum() == 0
+
+
 def test_eval_contract_for_every_nms_method() -> None:
     cfg = ModelConfig(**{**SMALL.__dict__, "topk_candidates": 200})
     model = build_model(cfg, num_classes=3).eval()

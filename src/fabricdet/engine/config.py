@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import get_args
 
 from fabricdet.errors import FabricdetError
-from fabricdet.models.config import ModelConfig
+from fabricdet.models.config import PLAN_GRAD, ModelConfig
 from fabricdet.models.set_loss import SetLossScores
 from fabricdet.ops.boxes import OverlapKind
 from fabricdet.ops.nms import NMS_METHODS
@@ -167,7 +167,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         m.set_loss_scores in scores, "model.set_loss_scores", m.set_loss_scores, " or ".join(scores)
     )
     plan_grad = m.set_loss_plan_grad
-    _check(plan_grad in ("raw", "eps"), "model.set_loss_plan_grad", plan_grad, "raw or eps")
+    _check(plan_grad in PLAN_GRAD, "model.set_loss_plan_grad", plan_grad, " or ".join(PLAN_GRAD))
     _check(d.max_size >= 32, "data.max_size", d.max_size, "an integer >= 32")
     _check(d.size_divisor >= 1, "data.size_divisor", d.size_divisor, "an integer >= 1")
     for key, side in (("data.crop_width", d.crop_width), ("data.crop_height", d.crop_height)):

@@ -77,6 +77,7 @@ class FabricDetector(nn.Module):
             edges=True, **sk.solver_options(sk.eps_start), decode_iters=0,
             spatial_grad=cfg.set_loss_spatial_grad,
         )  # fmt: skip
+        self.sinkhorn.plan_grad_scale = self._plan_grad_scale()
         self.criterion = SetCriterion(scores=cfg.set_loss_scores)  # type: ignore[arg-type]
         self.mask_head = (
             MaskHead(cfg.masks, cfg.fpn_channels, strides[0]) if cfg.mask_head else None
@@ -103,8 +104,14 @@ class FabricDetector(nn.Module):
         p = min(max(progress, 0.0), 1.0)
         self.progress = p
         self.sinkhorn.eps = sk.eps_start * (sk.eps / sk.eps_start) ** p
-        if self.cfg.set_loss_plan_grad == "eps":
-            self.sinkhorn.plan_grad_scale = self.sinkhorn.eps / sk.eps_start
+        self.sinkhorn.plan_grad_scale = self._plan_grad_scale()
+
+    def _plan_grad_scale(self) -> float:
+        """Factor on the set loss' gradient through the plan (``set_loss_plan_grad``)."""
+        mode = self.cfg.set_loss_plan_grad
+        if mode == "none":
+            return 0.0
+        return self.sinkhorn.eps / self.cfg.sinkhorn.eps_start if mode == "eps" else 1.0
 
     def _batch(self, images: list[Tensor]) -> Tensor:
         """Normalise and pad to a common size that is a multiple of the largest stride."""
