@@ -128,9 +128,9 @@ class ModelConfig:
         set_loss_plan_grad: ``raw``: the set loss' gradient through the plan as it is (its size
             grows like ``1 / eps`` as training anneals eps); ``eps``: scaled by
             ``eps / eps_start``, so it keeps the size it had at the start; ``none``: no
-            gradient through the plan (the matching is a constant, as a Hungarian one is: the
-            keep loss trains the slots' scores, the box loss the candidates' boxes by their
-            fixed plan weights).
+            gradient through the plan (the matching and each slot's kept fraction are
+            constants, as a Hungarian matching is: the keep loss trains the slots' scores, the
+            box loss the candidates' boxes by their fixed plan weights).
         set_loss_spatial_grad: the set loss' gradient through the plan reaches the boxes by
             the spatial term (``False``, default: only by the fused boxes, so the loss cannot
             change the matching by moving boxes; with it, training through SinkhornNMS moved

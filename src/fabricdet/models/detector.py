@@ -244,6 +244,10 @@ class FabricDetector(nn.Module):
             nms = self.sinkhorn(
                 cand.boxes, cand.scores, cand.labels, self._embeddings(cand), cand.mask
             )
+            if self.cfg.set_loss_plan_grad == "none":
+                # the kept fraction is the plan's over the seed's score: held constant as a
+                # whole, or the score's part of the slot confidence would cancel against it
+                nms = nms._replace(keep_prob=nms.keep_prob.detach())
             set_losses = self.criterion(nms, targets)
             ramp = min(1.0, self.progress / max(self.cfg.set_loss_warmup, 1e-9))
             weight = self.cfg.set_loss_weight * ramp

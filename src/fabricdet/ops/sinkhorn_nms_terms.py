@@ -48,6 +48,8 @@ def scale_grad(x: Tensor, factor: float) -> Tensor:
     if factor == 1.0:
         return x
     frozen = x.detach()
+    if factor == 0.0:
+        return frozen  # nothing to differentiate behind it
     return frozen + factor * (x - frozen)
 
 
