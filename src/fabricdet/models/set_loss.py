@@ -5,7 +5,9 @@ confidence is its seed's score times its keep probability; a matched slot's conf
 1 and its plan-fused box must fit the object (GIoU); every other slot's confidence goes to 0,
 by suppression when it duplicates a better slot, by a lower score when it is a lone false
 positive (no NMS can remove those). The gradients flow through the Sinkhorn plan into the
-candidates' scores, boxes and embeddings.
+candidates' scores and embeddings (and their boxes, where the plan's spatial term passes
+gradients: :class:`fabricdet.ops.SinkhornNMS`' ``spatial_grad``), and through the fused boxes
+into the boxes they average.
 """
 
 from __future__ import annotations
