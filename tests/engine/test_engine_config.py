@@ -119,10 +119,16 @@ def test_a_saved_config_with_a_renamed_key_loads_under_the_new_one(only, scores)
     assert saved_config(data, where="old model").model.set_loss_scores == scores
 
 
-def test_a_saved_config_from_before_a_key_keeps_the_behaviour_it_was_trained_with() -> None:
+@pytest.mark.parametrize(
+    "key, today, before",
+    [("set_loss_spatial_grad", False, True), ("set_loss_plan_grad", "none", "raw")],
+)
+def test_a_saved_config_from_before_a_key_keeps_the_behaviour_it_was_trained_with(
+    key: str, today: object, before: object
+) -> None:
     data = to_dict(preset("default"))
-    assert data["model"]["set_loss_spatial_grad"] is False  # today's default
-    del data["model"]["set_loss_spatial_grad"]  # as written before the key existed
-    assert saved_config(data, where="old model").model.set_loss_spatial_grad is True
+    assert data["model"][key] == today
+    del data["model"][key]  # as written before the key existed
+    assert getattr(saved_config(data, where="old model").model, key) == before
     # a config written by hand takes today's defaults
-    assert config_from_dict(data).model.set_loss_spatial_grad is False
+    assert getattr(config_from_dict(data).model, key) == today

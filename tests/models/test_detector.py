@@ -35,7 +35,7 @@ def test_training_returns_named_finite_losses_and_gradients_reach_heads(
     spatial_grad: bool,
 ) -> None:
     torch.manual_seed(0)
-    cfg = dataclasses.replace(SMALL, set_loss_spatial_grad=spatial_grad)
+    cfg = dataclasses.replace(SMALL, set_loss_plan_grad="raw", set_loss_spatial_grad=spatial_grad)
     model = build_model(cfg, num_classes=3).train()
     images, targets = _batch()
     losses = model(images, targets)
@@ -76,7 +76,7 @@ def test_the_set_loss_can_be_kept_off_the_backbone() -> None:
 
 def test_eps_plan_grad_holds_the_plan_gradient_at_its_starting_size() -> None:
     sk = SMALL.sinkhorn
-    raw = build_model(SMALL, num_classes=3)
+    raw = build_model(dataclasses.replace(SMALL, set_loss_plan_grad="raw"), num_classes=3)
     scaled = build_model(dataclasses.replace(SMALL, set_loss_plan_grad="eps"), num_classes=3)
     for progress, expected in ((0.0, 1.0), (1.0, sk.eps / sk.eps_start)):
         for model in (raw, scaled):

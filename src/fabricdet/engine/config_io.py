@@ -214,7 +214,11 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> RunConfi
 
 #: Model settings whose default changed, with what files written before them meant: a saved
 #: config always holds every key of its time, so a missing one is one that did not exist yet.
-_BEFORE_KEY_EXISTED: dict[str, Any] = {"texture_input": False, "set_loss_spatial_grad": True}
+_BEFORE_KEY_EXISTED: dict[str, Any] = {
+    "texture_input": False,
+    "set_loss_spatial_grad": True,
+    "set_loss_plan_grad": "raw",
+}
 #: Model settings that were renamed: old key -> (new key, new value of each old value).
 _RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "set_loss_suppress_only": ("set_loss_scores", lambda only: "matched" if only else "all"),

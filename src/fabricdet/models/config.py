@@ -125,12 +125,13 @@ class ModelConfig:
             ``matched`` or ``none`` (:class:`fabricdet.models.set_loss.SetCriterion`).
         set_loss_backbone: the set loss' gradient reaches the backbone and FPN (``False``:
             it trains the head only, at the cost of a second head pass in training).
-        set_loss_plan_grad: ``raw``: the set loss' gradient through the plan as it is (its size
-            grows like ``1 / eps`` as training anneals eps); ``eps``: scaled by
-            ``eps / eps_start``, so it keeps the size it had at the start; ``none``: no
-            gradient through the plan (the matching and each slot's kept fraction are
-            constants, as a Hungarian matching is: the keep loss trains the slots' scores, the
-            box loss the candidates' boxes by their fixed plan weights).
+        set_loss_plan_grad: ``none`` (default): no gradient through the plan (the matching
+            and each slot's kept fraction are constants, as a Hungarian matching is: the keep
+            loss trains the slots' scores, the box loss the candidates' boxes by their fixed
+            plan weights; it scored highest, README "Training through the plan");
+            ``raw``: the set loss' gradient through the plan as it is (its size grows like
+            ``1 / eps`` as training anneals eps); ``eps``: scaled by ``eps / eps_start``, so it
+            keeps the size it had at the start.
         set_loss_spatial_grad: the set loss' gradient through the plan reaches the boxes by
             the spatial term (``False``, default: only by the fused boxes, so the loss cannot
             change the matching by moving boxes; with it, training through SinkhornNMS moved
@@ -164,7 +165,7 @@ class ModelConfig:
     set_loss_warmup: float = 0.3
     set_loss_scores: str = "all"
     set_loss_backbone: bool = True
-    set_loss_plan_grad: str = "raw"
+    set_loss_plan_grad: str = "none"
     set_loss_spatial_grad: bool = False
     l1_weight: float = 1.0
     assign_min_k: int = 12
