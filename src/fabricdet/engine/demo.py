@@ -1,8 +1,8 @@
 """The demo: synthetic benchmark -> training through SinkhornNMS -> every NMS method -> report.
 
 ``run_demo(out_dir)`` generates a Tianchi-layout synthetic dataset (``DEMO_SIZE`` frames),
-trains the default model (end to end through SinkhornNMS) for a fixed time budget, evaluates it
-on the test split with every NMS method, and writes ``out_dir/model.pt`` and
+trains the default model (with the set loss on SinkhornNMS' slots) for a fixed time budget,
+evaluates it on the test split with every NMS method, and writes ``out_dir/model.pt`` and
 ``out_dir/report.html`` (table and sample detections). Every stage resumes: an existing dataset
 is reused, an interrupted training run continues from its last checkpoint.
 """
@@ -73,10 +73,11 @@ def _write_report(
     test = dataset.subset("test")
     report.paragraph(
         f"{len(dataset.images)} synthetic images (Tianchi layout, 20 categories), trained for "
-        f"{loaded.step} steps end to end through SinkhornNMS; scored on the {len(test.images)} "
-        "test images with every NMS method on the same model. An image counts as defective "
-        f"when its best detection scores at least {loaded.config.eval.defect_threshold:.3f}, "
-        "the threshold most accurate on the validation split."
+        f"{loaded.step} steps with the set loss on SinkhornNMS' slots; scored on the "
+        f"{len(test.images)} test images with every NMS method on the same model. An image "
+        "counts as defective when its best detection scores at least "
+        f"{loaded.config.eval.defect_threshold:.3f}, the threshold most accurate on the "
+        "validation split."
     )
     report.paragraph(
         "This is a few minutes of CPU training from scratch, far from converged: accuracy keeps "

@@ -128,7 +128,8 @@ class ModelConfig:
         set_loss_plan_grad: ``none`` (default): no gradient through the plan (the matching
             and each slot's kept fraction are constants, as a Hungarian matching is: the keep
             loss trains the slots' scores, the box loss the candidates' boxes by their fixed
-            plan weights; it scored highest, README "Training through the plan");
+            plan weights; it scored highest, README "Does the gradient through the matching
+            help at all?");
             ``raw``: the set loss' gradient through the plan as it is (its size grows like
             ``1 / eps`` as training anneals eps); ``eps``: scaled by ``eps / eps_start``, so it
             keeps the size it had at the start.

@@ -4,11 +4,13 @@ torchvision's contract: ``model(images, targets=None)`` with ``images`` a list o
 ``Tensor[3, H, W]`` in [0, 1] (any sizes; wide images stay wide, they are only padded to a
 multiple of the largest stride). Training returns a dict of named losses: the dense
 one-to-many losses (``cls``, ``quality``, ``box``, ``box_l1``, ``embed``) and the set loss on
-SinkhornNMS' slots (``set_keep``, ``set_box``), whose gradients reach scores and embeddings
-through the matching and boxes through the slots' fused boxes (``set_loss_spatial_grad``: also
-through the matching's spatial term). Eval returns one dict per image with ``boxes``
-(Tensor[K, 4], xyxy in input pixels), ``scores`` (Tensor[K]) and ``labels`` (Tensor[K] int64,
-0-based); the NMS method is the attribute ``nms_method`` and can be changed at any time.
+SinkhornNMS' slots (``set_keep``, ``set_box``), whose gradients reach the seeds' scores and,
+through the slots' fused boxes, the candidates' boxes; by default the matching itself is held
+constant (``set_loss_plan_grad``: also through the plan, to scores and embeddings;
+``set_loss_spatial_grad``: also to boxes by the plan's spatial term). Eval returns one dict
+per image with ``boxes`` (Tensor[K, 4], xyxy in input pixels), ``scores`` (Tensor[K]) and
+``labels`` (Tensor[K] int64, 0-based); the NMS method is the attribute ``nms_method`` and can
+be changed at any time.
 
 With ``ModelConfig.mask_head`` a mask head (:mod:`fabricdet.models.mask_head`) adds the mask
 losses (``mask_proj``, ``mask_pair``, ``mask_self`` from boxes; ``mask_full`` when the targets
