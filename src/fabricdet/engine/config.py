@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import get_args
 
 from fabricdet.errors import FabricdetError
-from fabricdet.models.config import PLAN_GRAD, ModelConfig
-from fabricdet.models.set_loss import SetLossScores
+from fabricdet.models.config import ModelConfig
+from fabricdet.models.set_loss import PLAN_GRAD, SetLossScores
 from fabricdet.ops.boxes import OverlapKind
 from fabricdet.ops.nms import NMS_METHODS
 

@@ -98,10 +98,6 @@ class MaskConfig:
     threshold: float = 0.5
 
 
-#: Values of ``ModelConfig.set_loss_plan_grad``.
-PLAN_GRAD = ("raw", "eps", "none")
-
-
 @dataclass
 class ModelConfig:
     """The dense anchor-free detector (FCOS/GFL family) with SinkhornNMS.

@@ -43,7 +43,7 @@ from fabricdet.models.losses import (
     quality_loss,
 )
 from fabricdet.models.mask_head import MaskHead
-from fabricdet.models.set_loss import SetCriterion
+from fabricdet.models.set_loss import SetCriterion, hold_matching, plan_grad_scale
 from fabricdet.models.texture_input import texture_channel
 from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
 
@@ -111,10 +111,8 @@ class FabricDetector(nn.Module):
 
     def _plan_grad_scale(self) -> float:
         """Factor on the set loss' gradient through the plan (``set_loss_plan_grad``)."""
-        mode = self.cfg.set_loss_plan_grad
-        if mode == "none":
-            return 0.0
-        return self.sinkhorn.eps / self.cfg.sinkhorn.eps_start if mode == "eps" else 1.0
+        eps_start = self.cfg.sinkhorn.eps_start
+        return plan_grad_scale(self.cfg.set_loss_plan_grad, self.sinkhorn.eps, eps_start)
 
     def _batch(self, images: list[Tensor]) -> Tensor:
         """Normalise and pad to a common size that is a multiple of the largest stride."""
@@ -248,9 +246,7 @@ class FabricDetector(nn.Module):
                 cand.boxes, cand.scores, cand.labels, self._embeddings(cand), cand.mask
             )
             if self.cfg.set_loss_plan_grad == "none":
-                # the kept fraction is the plan's over the seed's score: held constant as a
-                # whole, or the score's part of the slot confidence would cancel against it
-                nms = nms._replace(keep_prob=nms.keep_prob.detach())
+                nms = hold_matching(nms)
             set_losses = self.criterion(nms, targets)
             ramp = min(1.0, self.progress / max(self.cfg.set_loss_warmup, 1e-9))
             weight = self.cfg.set_loss_weight * ramp

@@ -4,10 +4,10 @@ Slots are matched one-to-one to ground-truth objects (Hungarian matching, as in 
 confidence is its seed's score times its keep probability; a matched slot's confidence goes to
 1 and its plan-fused box must fit the object (GIoU); every other slot's confidence goes to 0,
 by suppression when it duplicates a better slot, by a lower score when it is a lone false
-positive (no NMS can remove those). The gradients flow through the Sinkhorn plan into the
-candidates' scores and embeddings (and their boxes, where the plan's spatial term passes
-gradients: :class:`fabricdet.ops.SinkhornNMS`' ``spatial_grad``), and through the fused boxes
-into the boxes they average.
+positive (no NMS can remove those). The gradients flow through the slots' scores into their
+seeds' scores, and through the fused boxes into the boxes they average; with a gradient through
+the plan (:data:`PLAN_GRAD`) also into every candidate's score and embedding (and box, where
+the plan's spatial term passes gradients: :class:`fabricdet.ops.SinkhornNMS`' ``spatial_grad``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,29 @@ from torch import Tensor
 from torchvision.ops import box_iou, generalized_box_iou, generalized_box_iou_loss
 
 from fabricdet.ops import SinkhornNMSOutput
+
+#: How the set loss' gradient passes SinkhornNMS' plan: ``raw`` as it is, ``eps`` scaled by
+#: ``eps / eps_start`` (its starting size as eps anneals), ``none`` not at all.
+PLAN_GRAD: tuple[str, ...] = ("raw", "eps", "none")
+
+
+def plan_grad_scale(mode: str, eps: float, eps_start: float) -> float:
+    """SinkhornNMS' ``plan_grad_scale`` for the :data:`PLAN_GRAD` ``mode`` at the current
+    ``eps`` of an anneal that started at ``eps_start``."""
+    if mode == "none":
+        return 0.0
+    return eps / eps_start if mode == "eps" else 1.0
+
+
+def hold_matching(out: SinkhornNMSOutput) -> SinkhornNMSOutput:
+    """``out`` with each slot's kept fraction held constant, for the ``none`` mode.
+
+    The kept fraction is the plan's mass over the seed's score: with only the plan constant it
+    would still differentiate through its denominator and cancel the score's own gradient in
+    the slot confidence (score x kept fraction) exactly.
+    """
+    return out._replace(keep_prob=out.keep_prob.detach())
+
 
 SetLossScores = Literal["all", "matched", "none"]
 

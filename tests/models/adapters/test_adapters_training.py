@@ -55,7 +55,7 @@ def test_set_box_loss_reaches_the_classifier_only_through_the_plan(arch: str) ->
     # as the candidates' supplies and quality costs of the Sinkhorn problem. A nonzero
     # gradient there is a gradient through SinkhornNMS.
     host = tiny_host(arch)
-    model = with_sinkhorn_nms(host, set_min_iou=0.0, eps_start=0.5).train()
+    model = with_sinkhorn_nms(host, set_min_iou=0.0, eps_start=0.5, set_plan_grad="raw").train()
     images, targets = tiny_batch(arch)
     losses = model(images, targets)
     assert losses["set_box"] > 0
@@ -65,6 +65,33 @@ def test_set_box_loss_reaches_the_classifier_only_through_the_plan(arch: str) ->
     assert box_grad.abs().sum() > 0
     (keep_grad,) = torch.autograd.grad(losses["set_keep"], [cls_w])
     assert keep_grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", ["retinanet", "fasterrcnn"])
+def test_with_the_matching_held_constant_the_set_loss_trains_slots_not_the_plan(
+    arch: str,
+) -> None:
+    host = tiny_host(arch)
+    model = with_sinkhorn_nms(host, set_min_iou=0.0, eps_start=0.5).train()  # default: none
+    images, targets = tiny_batch(arch)
+    losses = model(images, targets)
+    assert losses["set_box"] > 0
+    cls_w, box_w = _cls_weight(host), _box_weight(host)
+    cls_grad, box_grad = torch.autograd.grad(
+        losses["set_box"], [cls_w, box_w], retain_graph=True, allow_unused=True
+    )
+    # the fused boxes still train the box regression; the classifier reached them only
+    # through the plan, which is now a constant
+    assert box_grad is not None and box_grad.abs().sum() > 0
+    assert cls_grad is None or cls_grad.abs().sum() == 0
+    # the keep loss trains the slots' own scores (not cancelled by the kept fraction)
+    (keep_grad,) = torch.autograd.grad(losses["set_keep"], [cls_w])
+    assert keep_grad.abs().sum() > 1e-6
+
+
+def test_unknown_plan_gradient_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="set_plan_grad"):
+        with_sinkhorn_nms(tiny_host("fcos"), set_plan_grad="sometimes")
 
 
 @pytest.mark.parametrize("stage", ["rpn", "box", "both"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fabricdet.models.set_loss import PLAN_GRAD
 from fabricdet.ops import NMS_METHODS
 from fabricdet.ops.boxes import NWD_SCALE
 
@@ -47,6 +48,15 @@ class AdapterOptions:
         set_warmup: fraction of training over which the set loss ramps in from 0 (the slots
             mean nothing until the heads produce sensible candidates).
         set_min_iou: a slot matches an object only above this IoU.
+        set_plan_grad: the set loss' gradient through SinkhornNMS' plan, as the detector's
+            ``model.set_loss_plan_grad``: ``none`` (default) holds the matching constant, so
+            the set loss trains the slots' scores and, through the fused boxes, the
+            candidates' boxes; ``raw`` also passes it through the plan into every candidate's
+            score; ``eps`` scales that by ``eps / eps_start``.
+        set_spatial_grad: with a gradient through the plan, it also reaches the boxes by the
+            plan's spatial term (``model.set_loss_spatial_grad``). Both defaults follow what
+            scored best on the fabric detector (README, "Does the gradient through the
+            matching help at all?"); on the torchvision hosts they are not measured yet.
         set_topk: candidates per image fed to SinkhornNMS in training (top scores).
         set_slots: SinkhornNMS slots ``K`` in training.
         set_proposals: two-stage box stage: RPN proposals per image the set loss re-scores
@@ -74,6 +84,8 @@ class AdapterOptions:
     set_weight: float = 1.0
     set_warmup: float = 0.3
     set_min_iou: float = 0.3
+    set_plan_grad: str = "none"
+    set_spatial_grad: bool = False
     set_topk: int = 200
     set_slots: int = 100
     set_proposals: int = 256
@@ -82,6 +94,10 @@ class AdapterOptions:
     def __post_init__(self) -> None:
         if self.nms_method not in NMS_METHODS:
             raise ValueError(f"nms_method must be one of {NMS_METHODS}, got {self.nms_method!r}")
+        if self.set_plan_grad not in PLAN_GRAD:
+            raise ValueError(
+                f"set_plan_grad must be one of {PLAN_GRAD}, got {self.set_plan_grad!r}"
+            )
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if not (self.eps > 0 and self.eps_start > 0 and self.num_iters >= 1):

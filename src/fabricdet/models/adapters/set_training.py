@@ -6,7 +6,8 @@ best ``k`` (anchor, class) pairs of each image become SinkhornNMS' candidates wi
 gradients intact (only the *choice* of the top ``k`` is made on detached scores), the batched
 dense solver matches them to slots, and :class:`fabricdet.models.set_loss.SetCriterion` scores
 the slots against the ground truth. Its gradients reach the classification logits through the
-candidates' scores and the plan, and the box regression through the plan-fused boxes.
+slots' scores (and through the plan, with ``set_plan_grad``), and the box regression through
+the plan-fused boxes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from fabricdet.models.adapters.options import AdapterOptions
-from fabricdet.models.set_loss import SetCriterion
+from fabricdet.models.set_loss import SetCriterion, hold_matching, plan_grad_scale
 from fabricdet.ops import SinkhornNMS
 
 
@@ -116,9 +117,11 @@ class SetTerms(nn.Module):
             spatial_weight=options.spatial_weight, quality_weight=options.quality_weight,
             dustbin_cost=options.dustbin_cost, overlap=options.overlap,  # type: ignore[arg-type]
             nwd_scale=options.nwd_scale, fuse_power=options.fuse_power,
-            max_slots=options.set_slots,
+            max_slots=options.set_slots, spatial_grad=options.set_spatial_grad,
             edges=True, decode_iters=0,  # the set loss needs neither the dense plan nor `keep`
         )  # fmt: skip
+        start = options.eps_start
+        self.nms.plan_grad_scale = plan_grad_scale(options.set_plan_grad, start, start)
         self.criterion = SetCriterion(options.keep_weight, options.box_weight, options.set_min_iou)
         self.weight = options.set_weight
 
@@ -127,6 +130,7 @@ class SetTerms(nn.Module):
         o = self.options
         p = min(max(progress, 0.0), 1.0)
         self.nms.eps = o.eps_start * (o.eps / o.eps_start) ** p
+        self.nms.plan_grad_scale = plan_grad_scale(o.set_plan_grad, self.nms.eps, o.eps_start)
         ramp = 1.0 if o.set_warmup <= 0 else min(1.0, p / o.set_warmup)
         self.weight = o.set_weight * ramp
 
@@ -143,5 +147,7 @@ class SetTerms(nn.Module):
             return dict.fromkeys(names, zero)
         # the solver runs in float32 even under autocast (DESIGN 3: stable in fp32)
         out = self.nms(cand.boxes.float(), cand.scores.float(), cand.labels, mask=cand.mask)
+        if self.options.set_plan_grad == "none":
+            out = hold_matching(out)
         terms = self.criterion(out, targets)
         return {names[0]: self.weight * terms["set_keep"], names[1]: self.weight * terms["set_box"]}
