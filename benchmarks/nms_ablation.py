@@ -12,10 +12,11 @@ Mean and spread (sample standard deviation) over the seeds.
 
 Every stage resumes: a dataset or a finished run is reused, an interrupted run continues.
 ``--set KEY=VALUE ...`` adds config overrides to both arms (a finished run keeps the config it
-was trained with: use a new ``--out`` when changing them).
+was trained with: use a new ``--out`` when changing them); ``--arms`` trains and scores only
+the arms named (a probe of one formulation against an earlier ablation's other arm).
 
     python benchmarks/nms_ablation.py --out runs/ablation [--seeds 0 1 2] [--steps 600]
-        [--num-images 1000] [--size 640x256] [--gap 8] [--set KEY=VALUE ...]
+        [--num-images 1000] [--size 640x256] [--gap 8] [--set KEY=VALUE ...] [--arms ARM ...]
 """
 
 from __future__ import annotations
@@ -81,13 +82,15 @@ def run_seed(
     seed: int,
     steps: int,
     extra: list[str],
+    arms: list[str],
 ) -> dict[str, dict[str, float]]:
     """``{row name: metrics}`` of one seed; cached in ``out/seed<k>.json``."""
     cache = out / f"seed{seed}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     rows: dict[str, dict[str, float]] = {}
-    for arm, overrides in ARMS.items():
+    for arm in arms:
+        overrides = ARMS[arm]
         run_dir = out / f"{arm}-{seed}"
         if not (run_dir / MODEL_FILE).is_file():
             resume = (run_dir / CONFIG_FILE).is_file()
@@ -121,11 +124,14 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=8.0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for both arms")  # fmt: skip
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     dataset = load_or_generate(args.out / "data", args.num_images, 0, (w, h))
     adj = adjacent_subset(dataset, "test", args.gap)
-    per_seed = [run_seed(dataset, adj, args.out, s, args.steps, args.set) for s in args.seeds]
+    per_seed = [
+        run_seed(dataset, adj, args.out, s, args.steps, args.set, args.arms) for s in args.seeds
+    ]
     n_test = sum(r.split == "test" for r in dataset.images)
     print(f"\n{len(args.seeds)} seeds, {args.steps} steps each; test split {n_test} images, "
           f"adjacent subset {len(adj.images)} images")  # fmt: skip

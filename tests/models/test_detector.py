@@ -13,7 +13,7 @@ from fabricdet.models.assigner import assign
 from fabricdet.models.candidates import Candidates
 from fabricdet.models.detector import FabricDetector
 from fabricdet.models.head import HeadOutput
-from fabricdet.models.losses import embedding_loss
+from fabricdet.models.losses import embedding_loss, neighbour_embedding_loss
 from fabricdet.ops import NMS_METHODS
 
 SMALL = ModelConfig(width=8, fpn_channels=16, embed_dim=8, set_topk=50, slots=20)
@@ -151,6 +151,49 @@ def test_embedding_loss_pulls_and_pushes() -> None:
     ids = torch.tensor([0, 0, 1, 1])
     assert embedding_loss(same, ids) < 1e-6
     assert embedding_loss(mixed, ids) > 0.3
+
+
+def test_neighbour_loss_pushes_only_overlapping_same_class_pairs_on_two_objects() -> None:
+    # two parallel threads 4 px apart: candidates 0, 1 on thread A, 2 on thread B, 3 far away
+    boxes = torch.tensor(
+        [[0.0, 0, 100, 6], [2, 0, 100, 6], [0, 2, 100, 8], [0, 50, 100, 56]]
+    )  # fmt: skip
+    owner = torch.tensor([0, 0, 1, 2])
+    labels = torch.tensor([3, 3, 3, 3])
+    alike = torch.ones(4, 2)
+    # 0-2 and 1-2 overlap on different objects; 0-1 is one object, 3 overlaps nothing
+    assert neighbour_embedding_loss(alike, boxes, owner, labels, 0.5) == pytest.approx(1.0)
+    apart = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    assert neighbour_embedding_loss(apart, boxes, owner, labels, 0.5) == 0
+    other_class = torch.tensor([3, 3, 5, 3])
+    assert neighbour_embedding_loss(alike, boxes, owner, other_class, 0.5) == 0
+    # the gradient turns the neighbours' embeddings apart
+    emb = alike.clone().requires_grad_(True)
+    neighbour_embedding_loss(emb, boxes, owner, labels, 0.5).backward()
+    assert emb.grad is not None and emb.grad[3].abs().sum() == 0
+    assert emb.grad[:3].abs().sum() > 0
+
+
+def test_neighbour_loss_reads_the_candidates_on_exactly_one_object() -> None:
+    gt_boxes = torch.tensor([[0.0, 0, 100, 6], [0, 3, 100, 9]])  # parallel threads, 3 px apart
+    cand = Candidates(
+        boxes=torch.tensor([[
+            [0.0, 0.5, 100, 7],  # on thread A (IoU 0.79; 0.44 with B)
+            [0.0, 2.0, 100, 8.5],  # on thread B (0.79; 0.47 with A), IoU 0.62 with the first
+            [0.0, 1.5, 100, 7.5],  # between the two (0.6 with each): no side to push to
+        ]]),
+        scores=torch.ones(1, 3),
+        labels=torch.zeros(1, 3, dtype=torch.long),
+        embeddings=torch.ones(1, 3, 4),
+        mask=torch.tensor([[True, True, True]]),
+    )  # fmt: skip
+    model = build_model(SMALL, num_classes=3)
+    assert model._neighbour_loss(cand, 0, gt_boxes) == pytest.approx(1.0)
+    cand.embeddings[0, 1] = torch.tensor([1.0, -1.0, 1.0, -1.0])  # B turned away from A
+    assert model._neighbour_loss(cand, 0, gt_boxes) == 0
+    assert model._neighbour_loss(cand, 0, gt_boxes[:1]) == 0  # one object: nothing to push
+    weighted = build_model(dataclasses.replace(SMALL, embed_neighbour_weight=1.0), 3).train()
+    assert all(torch.isfinite(v) for v in weighted(*_batch()).values())
 
 
 def test_eps_is_annealed() -> None:

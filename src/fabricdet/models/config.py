@@ -111,6 +111,10 @@ class ModelConfig:
         strides: FPN levels used, as strides (4 resolves knots of a few pixels).
         head_convs: conv layers in each head tower.
         embed_dim: embedding size for SinkhornNMS' appearance term (0 disables it).
+        embed_neighbour_weight: weight of :func:`fabricdet.models.losses.neighbour_embedding_loss`
+            in the ``embed`` loss: overlapping same-class candidates on two different objects
+            are pushed to orthogonal embeddings, where the appearance term has to tell them
+            apart (0: only the object-level pull-push).
         nms: NMS method at inference (``greedy``, ``soft``, ``matrix``, ``diou``, ``wbf``,
             ``sinkhorn``); swappable at eval time.
         set_loss: train through SinkhornNMS with the set loss (``False``: dense losses only).
@@ -156,6 +160,7 @@ class ModelConfig:
     strides: tuple[int, ...] = (4, 8, 16, 32)
     head_convs: int = 2
     embed_dim: int = 16
+    embed_neighbour_weight: float = 0.0
     nms: str = "sinkhorn"
     set_loss: bool = True
     set_loss_weight: float = 1.0

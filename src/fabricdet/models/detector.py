@@ -40,6 +40,7 @@ from fabricdet.models.losses import (
     box_loss,
     embedding_loss,
     focal_loss,
+    neighbour_embedding_loss,
     quality_loss,
 )
 from fabricdet.models.mask_head import MaskHead
@@ -230,6 +231,9 @@ class FabricDetector(nn.Module):
             if cand is not None and has_embeddings:
                 emb, owner = self._embedding_targets(out, cand, b, pos, a.gt_index, gt_boxes)
                 embed_sum = embed_sum + embedding_loss(emb, owner)
+                if self.cfg.embed_neighbour_weight > 0:
+                    neighbours = self._neighbour_loss(cand, b, gt_boxes)
+                    embed_sum = embed_sum + self.cfg.embed_neighbour_weight * neighbours
             num_pos += float(pos.sum())
         norm = max(num_pos, 1.0)
         losses = {
@@ -273,6 +277,24 @@ class FabricDetector(nn.Module):
         best, obj = box_iou(cand.boxes[b].detach(), gt_boxes).max(1)
         dup = (best >= 0.5) & cand.mask[b]
         return torch.cat([emb, cand.embeddings[b][dup]]), torch.cat([owner, obj[dup]])
+
+    def _neighbour_loss(self, cand: Candidates, b: int, gt_boxes: Tensor) -> Tensor:
+        """:func:`neighbour_embedding_loss` on image ``b``'s candidates that lie on exactly one
+        object (IoU >= 0.5 with it and below with every other: a box between two objects has no
+        side to be pushed to)."""
+        m = cand.mask[b]
+        boxes, emb = cand.boxes[b][m].detach(), cand.embeddings[b][m]
+        if len(gt_boxes) == 0 or len(boxes) == 0:
+            return emb.sum() * 0
+        iou = box_iou(boxes, gt_boxes)
+        best = iou.topk(min(2, len(gt_boxes)), dim=1)
+        on_one = best.values[:, 0] >= 0.5
+        if len(gt_boxes) > 1:
+            on_one &= best.values[:, 1] < 0.5
+        return neighbour_embedding_loss(
+            emb[on_one], boxes[on_one], best.indices[on_one, 0], cand.labels[b][m][on_one],
+            self.cfg.sinkhorn.iou_threshold,
+        )  # fmt: skip
 
     def _embeddings(self, cand: Candidates) -> Tensor | None:
         return cand.embeddings if cand.embeddings.shape[-1] else None

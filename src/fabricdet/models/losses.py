@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import box_iou, generalized_box_iou_loss, sigmoid_focal_loss
 
 
 def focal_loss(logits: Tensor, targets: Tensor) -> Tensor:
@@ -91,3 +91,38 @@ def embedding_loss(embeddings: Tensor, gt_index: Tensor, margin: float = 0.3) ->
     off_diag = ~torch.eye(len(ids), dtype=torch.bool, device=emb.device)
     push = torch.relu(sim[off_diag] - margin).mean()
     return pull + push
+
+
+def neighbour_embedding_loss(
+    embeddings: Tensor, boxes: Tensor, owner: Tensor, labels: Tensor, iou_threshold: float
+) -> Tensor:
+    """Push apart the embeddings of overlapping same-class candidates on different objects.
+
+    These pairs are the only ones SinkhornNMS' appearance term decides: their boxes overlap
+    beyond the spatial term's threshold, so only the embeddings can say "two defects" (two
+    adjacent parallel threads) rather than "one defect, twice". :func:`embedding_loss` pushes
+    apart object means, which for two look-alike defects of one class stay close; this loss
+    asks for orthogonal embeddings (``cos <= 0``, far beyond SinkhornNMS' default margin)
+    exactly where the decision is made.
+
+    Args:
+        embeddings (Tensor[P, D]): candidates' embeddings (any scale).
+        boxes (Tensor[P, 4]): their boxes, xyxy (detached).
+        owner (Tensor[P] int64): the object each candidate lies on (its box overlaps that
+            object, and no other, beyond the threshold).
+        labels (Tensor[P] int64): their classes.
+        iou_threshold: box IoU above which two candidates compete for one slot.
+
+    Returns:
+        loss (Tensor[]): mean of ``relu(cos)`` over the overlapping pairs on different objects;
+        0 (in the graph) when there are none.
+    """
+    if len(embeddings) < 2:
+        return embeddings.sum() * 0
+    emb = F.normalize(embeddings, dim=-1)
+    overlap = box_iou(boxes, boxes) >= iou_threshold
+    neighbours = overlap & (owner[:, None] != owner[None, :]) & (labels[:, None] == labels[None, :])
+    if not bool(neighbours.any()):
+        return embeddings.sum() * 0
+    cos = emb @ emb.T
+    return torch.relu(cos[neighbours]).mean()
