@@ -42,8 +42,8 @@ def test_eval_overrides_change_inference_settings_only(synth, tmp_path, capsys):
     # The detector reads its thresholds at every call: an untrained one scores far below 0.99.
     assert evaluate_with("model.score_thresh=0.99")["num_predictions"] == 0
     loaded = load_model(run)
-    apply_inference_overrides(loaded, ["model.sinkhorn.fuse_boxes=false", "eval.batch_size=2"])
-    assert loaded.model.cfg.sinkhorn.fuse_boxes is False and loaded.config.eval.batch_size == 2
+    apply_inference_overrides(loaded, ["model.sinkhorn.fuse_boxes=true", "eval.batch_size=2"])
+    assert loaded.model.cfg.sinkhorn.fuse_boxes is True and loaded.config.eval.batch_size == 2
     for bad in ("model.width=8", "train.lr=0.1", "model.sinkhorn."):
         assert main(["eval", str(run), str(synth.root), bad]) == 2
         assert "evaluation takes inference settings only" in capsys.readouterr().err

@@ -90,6 +90,7 @@ class ExportableDetector(nn.Module):
         nms = copy.deepcopy(detector.sinkhorn)
         nms.eps = cfg.sinkhorn.eps
         nms.num_iters = cfg.sinkhorn.num_iters
+        nms.fuse_boxes = cfg.sinkhorn.fuse_boxes  # the training module always fuses
         nms.max_slots = None
         nms.edges = False  # a static graph: the dense solve
         nms.decode_iters = DECODE_ITERS  # the training module skips the hard decode

@@ -8,7 +8,13 @@ from typing import Any
 
 @dataclass
 class SinkhornNMSConfig:
-    """Options of :class:`fabricdet.ops.SinkhornNMS` inside the detector."""
+    """Options of :class:`fabricdet.ops.SinkhornNMS` inside the detector.
+
+    ``fuse_boxes`` applies at inference: each kept slot outputs its seed's own box (default) or
+    the plan-weighted fused box. On the trained detectors the fused boxes cost AP, AP50 and
+    most of all the adjacent defects (README, "The ablation under today's default"). The set
+    loss always trains the fused boxes, which DESIGN's set loss regresses.
+    """
 
     iou_threshold: float = 0.5
     eps: float = 0.05
@@ -21,7 +27,7 @@ class SinkhornNMSConfig:
     quality_range: float = 1.0
     dustbin_cost: float = 3.0
     overlap: str = "iou+nwd"
-    fuse_boxes: bool = True  # plan-weighted fused boxes, else each kept seed's own box
+    fuse_boxes: bool = False  # at inference: plan-weighted fused boxes, else the seeds' own
     fuse_power: float = 0.0  # fused boxes weight each duplicate's mass by its score ** this
 
     def solver_options(self, eps: float) -> dict[str, Any]:

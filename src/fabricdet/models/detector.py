@@ -75,11 +75,12 @@ class FabricDetector(nn.Module):
         sk = cfg.sinkhorn
         # The training losses' SinkhornNMS: on the edge list (the dense solve's plan, several
         # times cheaper; traced graphs get the dense solve) and without the hard decode, which
-        # the losses do not use (inference runs batched_nms, export its own copy).
+        # the losses do not use (inference runs batched_nms, export its own copy). It always
+        # fuses: the set loss regresses the fused boxes whatever the inference outputs.
         self.sinkhorn = SinkhornNMS(
             iou_threshold=sk.iou_threshold, max_slots=cfg.slots, num_classes=num_classes,
-            edges=True, **sk.solver_options(sk.eps_start), decode_iters=0,
-            spatial_grad=cfg.set_loss_spatial_grad,
+            edges=True, **{**sk.solver_options(sk.eps_start), "fuse_boxes": True},
+            decode_iters=0, spatial_grad=cfg.set_loss_spatial_grad,
         )  # fmt: skip
         self.sinkhorn.plan_grad_scale = self._plan_grad_scale()
         self.criterion = SetCriterion(scores=cfg.set_loss_scores)  # type: ignore[arg-type]
