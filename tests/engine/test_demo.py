@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.demo import run_demo
 from fabricdet.ops.nms import NMS_METHODS
 
@@ -12,7 +13,11 @@ def test_demo_writes_model_report_and_every_method(tmp_path: Path) -> None:
     results = run_demo(tmp_path, num_images=20, minutes=0.05, progress=False, samples=1)
     assert set(results) == set(NMS_METHODS)
     assert all("coco_ap" in r and "tianchi_score" in r for r in results.values())
-    assert (tmp_path / "model.pt").is_file()
+    published = load_model(tmp_path / "model.pt")
+    # the published model decides "defective" with the threshold calibrated for the report
+    threshold = published.config.eval.defect_threshold
+    assert f"at least {threshold:.3f}" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert threshold == results["greedy"]["defect_threshold"]
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "sinkhorn" in page and page.count("data:image/png;base64,") >= 1
     assert "--minutes 60" in page  # how to go past the demo's budget
