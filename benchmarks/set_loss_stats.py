@@ -194,6 +194,9 @@ def measure(run: Path, data: Path, images: int) -> Tally:
         plan_only = model.cfg.set_loss_weight * recording.plan_only_keep
         losses["set_keep, through the plan"] = plan_only
         for name, loss in losses.items():
+            if not loss.requires_grad:  # through a plan held constant (set_loss_plan_grad=none)
+                tally.grad_norms.setdefault(name, []).append(0.0)
+                continue
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
             norm = sum(float(g.pow(2).sum()) for g in grads if g is not None) ** 0.5
             tally.grad_norms.setdefault(name, []).append(norm)
