@@ -35,6 +35,19 @@ def test_plan_grad_scale_scales_the_gradient_through_the_plan(edges: bool) -> No
 
 
 @pytest.mark.parametrize("edges", [False, True])
+def test_at_plan_grad_scale_zero_the_kept_fractions_are_constants(edges: bool) -> None:
+    options = {"max_slots": 50, "edges": edges, "fuse_boxes": False, "eps": 0.5}
+    boxes, scores, labels = detector_candidates(200, 3)
+    boxes.requires_grad_(True)
+    scores.requires_grad_(True)
+    out = SinkhornNMS(**options, plan_grad_scale=0.0)(boxes, scores, labels)
+    assert not out.keep_prob.requires_grad and not out.survival.requires_grad
+    # the slots' own scores still carry their gradient
+    out.scores.sum().backward()
+    assert scores.grad is not None and scores.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("edges", [False, True])
 def test_without_spatial_grad_the_plan_cannot_move_boxes(edges: bool) -> None:
     options = {"max_slots": 50, "edges": edges, "eps": 0.5}
     box_grad, _ = keep_grads(SinkhornNMS(**options, fuse_boxes=False, spatial_grad=False))

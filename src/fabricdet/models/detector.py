@@ -44,7 +44,7 @@ from fabricdet.models.losses import (
     quality_loss,
 )
 from fabricdet.models.mask_head import MaskHead
-from fabricdet.models.set_loss import SetCriterion, hold_matching, plan_grad_scale
+from fabricdet.models.set_loss import SetCriterion, plan_grad_scale
 from fabricdet.models.texture_input import texture_channel
 from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
 
@@ -250,8 +250,6 @@ class FabricDetector(nn.Module):
             nms = self.sinkhorn(
                 cand.boxes, cand.scores, cand.labels, self._embeddings(cand), cand.mask
             )
-            if self.cfg.set_loss_plan_grad == "none":
-                nms = hold_matching(nms)
             set_losses = self.criterion(nms, targets)
             ramp = min(1.0, self.progress / max(self.cfg.set_loss_warmup, 1e-9))
             weight = self.cfg.set_loss_weight * ramp

@@ -35,16 +35,6 @@ def plan_grad_scale(mode: str, eps: float, eps_start: float) -> float:
     return eps / eps_start if mode == "eps" else 1.0
 
 
-def hold_matching(out: SinkhornNMSOutput) -> SinkhornNMSOutput:
-    """``out`` with each slot's kept fraction held constant, for the ``none`` mode.
-
-    The kept fraction is the plan's mass over the seed's score: with only the plan constant it
-    would still differentiate through its denominator and cancel the score's own gradient in
-    the slot confidence (score x kept fraction) exactly.
-    """
-    return out._replace(keep_prob=out.keep_prob.detach())
-
-
 SetLossScores = Literal["all", "matched", "none"]
 
 

@@ -273,7 +273,10 @@ class SinkhornNMS(nn.Module):
         plan_grad_scale: factor on the gradient that flows back from the plan into its costs
             and marginals (forward unchanged). The plan's derivative grows like ``1 / eps``,
             so a trainer that anneals ``eps`` can hold that gradient's size constant with
-            ``eps / eps_start``.
+            ``eps / eps_start``. At 0 the plan and the kept fractions are constants: a kept
+            fraction is the plan's mass over the seed's score, and differentiated through that
+            denominator alone it would cancel the score's own gradient in ``score x keep_prob``
+            exactly.
         edges: solve on the pairs that can carry mass
             (:mod:`fabricdet.ops.sinkhorn_nms_edges`; the same plan up to ``exp(-20)`` of a
             row's mass, several times faster forward and backward, but it reads edge counts on
@@ -404,14 +407,14 @@ class SinkhornNMS(nn.Module):
             )  # fmt: skip
             return _decode_entries(
                 entries, boxes, scores, labels_eff, slot_index, slot_mask, num_groups,
-                self.decode_iters, fuse_power,
+                self.decode_iters, fuse_power, self.plan_grad_scale,
             )  # fmt: skip
         plan = self._dense_plan(
             boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask, num_groups
         )
         return self._decode(
             plan, boxes, scores, labels_eff, slot_index, slot_mask, n, k, batch,
-            self.decode_iters, fuse_power,
+            self.decode_iters, fuse_power, self.plan_grad_scale,
         )  # fmt: skip
 
     def _dense_plan(
@@ -529,17 +532,18 @@ class SinkhornNMS(nn.Module):
         batch: int,
         decode_iters: int,
         fuse_power: float | None,
+        plan_grad_scale: float,
     ) -> SinkhornNMSOutput:
         """Outputs of a dense plan; ``fuse_power``: see
         :func:`~fabricdet.ops.sinkhorn_nms_terms.fusion_factor` (``None``: the seeds' own
-        boxes)."""
+        boxes); ``plan_grad_scale``: see :func:`_kept_fraction`."""
         match = plan[:, :n, :k]  # candidate -> slot mass
         rows = plan[:, :n, :]
         seed_rows = torch.gather(rows, 1, slot_index.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))
         own = torch.arange(k, device=plan.device)
         seed_mass = seed_rows[:, own, own]  # P[seed(j), j]
         seed_scores = torch.gather(scores, 1, slot_index)
-        keep_prob = seed_mass / seed_scores.clamp_min(1e-12) * slot_mask
+        keep_prob = _kept_fraction(seed_mass, seed_scores, slot_mask, plan_grad_scale)
         keep = None
         if decode_iters:
             alive = slot_mask & (seed_scores > 0)
@@ -566,6 +570,7 @@ def _decode_entries(
     num_groups: int,
     decode_iters: int,
     fuse_power: float | None,
+    plan_grad_scale: float,
 ) -> SinkhornNMSOutput:
     """:meth:`SinkhornNMS._decode` of a plan given by its entries (the edge-list solve): the
     same outputs, without the dense ``[B, N + G, K + G]`` intermediates in the backward pass."""
@@ -584,7 +589,7 @@ def _decode_entries(
                                               mass.index_select(0, own_at))  # fmt: skip
     own = own.view(batch, k)
     seed_scores = torch.gather(scores, 1, slot_index)
-    keep_prob = own / seed_scores.clamp_min(1e-12) * slot_mask
+    keep_prob = _kept_fraction(own, seed_scores, slot_mask, plan_grad_scale)
 
     keep = None
     if decode_iters:
@@ -637,6 +642,20 @@ def _hard_decode_entries(
     )
     alive = slot_mask & (seed_scores > 0)
     return greedy_fixed_point(seed_rows.view(batch, k, width), own.detach(), alive, decode_iters)
+
+
+def _kept_fraction(
+    seed_mass: Tensor, seed_scores: Tensor, slot_mask: Tensor, plan_grad_scale: float
+) -> Tensor:
+    """Each slot's keep probability: the mass its seed keeps over the seed's score.
+
+    ``seed_mass, seed_scores (Tensor[B, K])``; ``slot_mask (Tensor[B, K] bool)``. With
+    ``plan_grad_scale`` 0 the plan is a constant, and so is this fraction of it (its score
+    denominator would otherwise still differentiate).
+    """
+    if plan_grad_scale == 0.0:
+        seed_scores = seed_scores.detach()
+    return seed_mass / seed_scores.clamp_min(1e-12) * slot_mask
 
 
 def _output(

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from fabricdet.models.adapters.options import AdapterOptions
-from fabricdet.models.set_loss import SetCriterion, hold_matching, plan_grad_scale
+from fabricdet.models.set_loss import SetCriterion, plan_grad_scale
 from fabricdet.ops import SinkhornNMS
 
 
@@ -147,7 +147,5 @@ class SetTerms(nn.Module):
             return dict.fromkeys(names, zero)
         # the solver runs in float32 even under autocast (DESIGN 3: stable in fp32)
         out = self.nms(cand.boxes.float(), cand.scores.float(), cand.labels, mask=cand.mask)
-        if self.options.set_plan_grad == "none":
-            out = hold_matching(out)
         terms = self.criterion(out, targets)
         return {names[0]: self.weight * terms["set_keep"], names[1]: self.weight * terms["set_box"]}
