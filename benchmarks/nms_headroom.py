@@ -1,0 +1,166 @@
+"""How much any NMS can change on a trained detector: what its duplicate removal loses and keeps.
+
+For each model, on one split, the candidates the NMS receives (the model's own score threshold
+and top-k) and what each NMS method keeps from them are matched against the objects (same
+class, IoU >= each ``--iou``). Per row (``candidates``: before NMS; then each method):
+
+- ``recall@t``: the share of objects with a box at IoU >= t; ``adj recall@t`` the same over the
+  adjacent objects (those overlapping or lying within ``--gap`` pixels of another object, the
+  parallel threads and neighbours where NMS merges);
+- ``lost``: objects that a candidate found (IoU >= the first ``--iou``) and the NMS removed,
+  in all and among the adjacent objects: recall that a better duplicate removal could win back
+  (an upper bound: the candidate that found it may score too low to matter);
+- ``dups/img``: kept boxes that hit an object a higher-scored kept box already hit (the
+  precision a better duplicate removal could win back).
+
+Candidates keep every box, so their recall is the ceiling of every NMS on the model.
+
+    python benchmarks/nms_headroom.py DATA MODEL [MODEL ...] [--split test] [--gap 8]
+        [--iou 0.5 0.75]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_iou
+
+from fabricdet.data.formats.detect import load_dataset
+from fabricdet.engine.checkpoint import load_model
+from fabricdet.engine.data import TorchDetectionDataset, collate, select_split
+from fabricdet.models.candidates import select_candidates
+from fabricdet.ops.nms import NMS_METHODS
+
+CANDIDATES = "candidates"
+
+
+def adjacent_objects(boxes: Tensor, gap: float) -> Tensor:
+    """Objects overlapping or within ``gap`` pixels of another one; ``boxes (Tensor[M, 4])``
+    xyxy -> ``Tensor[M] bool``."""
+    lo = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    hi = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    near = ((lo - hi) <= gap).all(-1)
+    near.fill_diagonal_(False)
+    return near.any(1)
+
+
+def hits(boxes: Tensor, labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
+    """IoU of each box with each object of its class, 0 across classes: ``Tensor[N, M]``."""
+    if len(boxes) == 0 or len(gt_boxes) == 0:
+        return torch.zeros(len(boxes), len(gt_boxes))
+    return box_iou(boxes, gt_boxes) * (labels[:, None] == gt_labels[None, :])
+
+
+def duplicates(iou: Tensor, scores: Tensor, threshold: float) -> int:
+    """Boxes hitting (IoU >= ``threshold``) the object of their best hit after a higher-scored
+    box has hit it; ``iou (Tensor[N, M])``, ``scores (Tensor[N])``."""
+    if iou.numel() == 0:
+        return 0
+    best, obj = iou.max(1)
+    seen: set[int] = set()
+    count = 0
+    for k in torch.argsort(scores, descending=True).tolist():
+        if best[k] >= threshold:
+            count += int(obj[k]) in seen
+            seen.add(int(obj[k]))
+    return count
+
+
+class Tally:
+    """Per row: objects found at each IoU (all, adjacent), lost, duplicates."""
+
+    def __init__(self, ious: list[float]) -> None:
+        self.ious = ious
+        self.objects = self.adjacent = self.images = 0
+        self.found: dict[str, dict[tuple[float, bool], int]] = defaultdict(lambda: defaultdict(int))
+        self.lost: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        self.dups: dict[str, int] = defaultdict(int)
+
+    def add(self, row: str, found: dict[float, Tensor], adj: Tensor, ceiling: Tensor) -> None:
+        for t, f in found.items():
+            self.found[row][t, False] += int(f.sum())
+            self.found[row][t, True] += int((f & adj).sum())
+        lost = ceiling & ~found[self.ious[0]]
+        self.lost[row][0] += int(lost.sum())
+        self.lost[row][1] += int((lost & adj).sum())
+
+    def table(self) -> list[str]:
+        cols = [f"recall@{t}" for t in self.ious] + [f"adj recall@{t}" for t in self.ious]
+        lines = [
+            "| NMS | " + " | ".join(cols) + " | lost | adj lost | dups/img |",
+            "|---" * (len(cols) + 4) + "|",
+        ]
+        for row, found in self.found.items():
+            cells = [found[t, False] / max(self.objects, 1) for t in self.ious]
+            cells += [found[t, True] / max(self.adjacent, 1) for t in self.ious]
+            lost, adj_lost = self.lost[row]
+            lines.append(
+                f"| {row} | " + " | ".join(f"{c:.3f}" for c in cells)
+                + f" | {lost} | {adj_lost} | {self.dups[row] / max(self.images, 1):.2f} |"
+            )  # fmt: skip
+        return lines
+
+
+@torch.no_grad()
+def measure(loaded: Any, dataset: Any, split: str, gap: float, ious: list[float]) -> Tally:
+    """Run ``loaded``'s model over ``split`` once, every NMS method on the same candidates."""
+    model, cfg = loaded.model.eval(), loaded.model.cfg
+    subset = select_split(dataset, split)
+    data = TorchDetectionDataset(subset, loaded.config.data)
+    tally = Tally(ious)
+    for start in range(0, len(data), 4):
+        batch = collate([data[k] for k in range(start, min(start + 4, len(data)))])
+        sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in batch.images]
+        out = model.head(model.features(model._batch(batch.images)))
+        cand = select_candidates(out, sizes, cfg.topk_candidates, cfg.score_thresh)
+        kept = {}
+        for method in NMS_METHODS:
+            model.nms_method = method
+            kept[method] = model.postprocess(out, sizes)
+        for b, target in enumerate(batch.targets):
+            gt, gt_labels = target["boxes"], target["labels"]
+            adj = adjacent_objects(gt, gap)
+            tally.images += 1
+            tally.objects += len(gt)
+            tally.adjacent += int(adj.sum())
+            m = cand.mask[b]
+            rows = {CANDIDATES: (cand.boxes[b][m], cand.labels[b][m], cand.scores[b][m])}
+            for method, res in kept.items():
+                rows[method] = (res[b]["boxes"], res[b]["labels"], res[b]["scores"])
+            ceiling = None
+            for row, (boxes, labels, scores) in rows.items():
+                iou = hits(boxes.float(), labels, gt, gt_labels)
+                best = iou.max(0).values if len(boxes) else torch.zeros(len(gt))
+                found = {t: best >= t for t in ious}
+                if ceiling is None:
+                    ceiling = found[ious[0]]
+                tally.add(row, found, adj, ceiling)
+                if row != CANDIDATES:
+                    tally.dups[row] += duplicates(iou, scores, ious[0])
+    model.nms_method = cfg.nms
+    return tally
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--gap", type=float, default=8.0)
+    parser.add_argument("--iou", type=float, nargs="+", default=[0.5, 0.75])
+    args = parser.parse_args()
+    dataset = load_dataset(args.data)
+    for path in args.models:
+        tally = measure(load_model(path), dataset, args.split, args.gap, args.iou)
+        print(f"\n{path}: {args.split} split, {tally.images} images, {tally.objects} objects, "
+              f"{tally.adjacent} adjacent (within {args.gap:g} px of another)")  # fmt: skip
+        print("\n".join(tally.table()))
+
+
+if __name__ == "__main__":
+    main()
