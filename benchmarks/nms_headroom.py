@@ -13,7 +13,12 @@ class, IoU >= each ``--iou``). Per row (``candidates``: before NMS; then each me
 - ``dups/img``: kept boxes that hit an object a higher-scored kept box already hit (the
   precision a better duplicate removal could win back).
 
-Candidates keep every box, so their recall is the ceiling of every NMS on the model.
+Candidates keep every box, so their recall is the ceiling of every NMS on the model. Two more
+rows keep greedy NMS' clusters (each kept box with the candidates of its class it overlaps by
+IoU >= the NMS threshold) and replace each kept box by another member: ``greedy, box by
+quality`` the one the head's IoU-quality branch rates highest, ``greedy, best box of
+cluster`` the one overlapping an object most (an oracle: what choosing each cluster's box
+better could reach).
 
     python benchmarks/nms_headroom.py DATA MODEL [MODEL ...] [--split test] [--gap 8]
         [--iou 0.5 0.75]
@@ -28,7 +33,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
+from torchvision.ops import batched_nms, box_iou
 
 from fabricdet.data.formats.detect import load_dataset
 from fabricdet.engine.checkpoint import load_model
@@ -69,6 +74,29 @@ def duplicates(iou: Tensor, scores: Tensor, threshold: float) -> int:
             count += int(obj[k]) in seen
             seen.add(int(obj[k]))
     return count
+
+
+def cluster_picks(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    quality: Tensor,
+    placed: Tensor,
+    threshold: float,
+    limit: int,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Greedy NMS' kept indices and, per rule, the member of each kept box's cluster that
+    replaces it. ``boxes (Tensor[N, 4])``, ``scores, quality, placed (Tensor[N])`` (``placed``:
+    each box's best IoU with an object of its class), ``labels (Tensor[N])``."""
+    keep = batched_nms(boxes, scores, labels, threshold)[:limit]
+    if len(keep) == 0:
+        return keep, {"greedy, box by quality": keep, "greedy, best box of cluster": keep}
+    member = (box_iou(boxes[keep], boxes) >= threshold) & (labels[keep, None] == labels[None])
+    pick = {
+        "greedy, box by quality": quality,
+        "greedy, best box of cluster": placed,
+    }  # fmt: skip
+    return keep, {k: torch.where(member, v[None], -1.0).argmax(1) for k, v in pick.items()}
 
 
 class Tally:
@@ -129,9 +157,18 @@ def measure(loaded: Any, dataset: Any, split: str, gap: float, ious: list[float]
             tally.objects += len(gt)
             tally.adjacent += int(adj.sum())
             m = cand.mask[b]
-            rows = {CANDIDATES: (cand.boxes[b][m], cand.labels[b][m], cand.scores[b][m])}
+            boxes, labels, scores = cand.boxes[b][m].float(), cand.labels[b][m], cand.scores[b][m]
+            rows = {CANDIDATES: (boxes, labels, scores)}
             for method, res in kept.items():
                 rows[method] = (res[b]["boxes"], res[b]["labels"], res[b]["scores"])
+            assert cand.quality is not None
+            placed = hits(boxes, labels, gt, gt_labels).max(1).values if len(gt) else scores * 0
+            keep, picks = cluster_picks(
+                boxes, scores, labels, cand.quality[b][m], placed, cfg.sinkhorn.iou_threshold,
+                cfg.detections_per_img,
+            )  # fmt: skip
+            for name, pick in picks.items():
+                rows[name] = (boxes[pick], labels[pick], scores[keep])
             ceiling = None
             for row, (boxes, labels, scores) in rows.items():
                 iou = hits(boxes.float(), labels, gt, gt_labels)
