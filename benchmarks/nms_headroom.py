@@ -13,10 +13,11 @@ class, IoU >= each ``--iou``). Per row (``candidates``: before NMS; then each me
 - ``dups/img``: kept boxes that hit an object a higher-scored kept box already hit (the
   precision a better duplicate removal could win back).
 
-Candidates keep every box, so their recall is the ceiling of every NMS on the model. Two more
+Candidates keep every box, so their recall is the ceiling of every NMS on the model. Three more
 rows keep greedy NMS' clusters (each kept box with the candidates of its class it overlaps by
 IoU >= the NMS threshold) and replace each kept box by another member: ``greedy, box by
-quality`` the one the head's IoU-quality branch rates highest, ``greedy, best box of
+quality`` the one the head's IoU-quality branch rates highest, ``greedy, medoid of cluster``
+the one with the largest score-weighted IoU with the cluster's members, ``greedy, best box of
 cluster`` the one overlapping an object most (an oracle: what choosing each cluster's box
 better could reach).
 
@@ -42,6 +43,8 @@ from fabricdet.models.candidates import select_candidates
 from fabricdet.ops.nms import NMS_METHODS
 
 CANDIDATES = "candidates"
+#: Rows that replace each of greedy NMS' kept boxes by a member of its cluster.
+PICKS = ("greedy, box by quality", "greedy, medoid of cluster", "greedy, best box of cluster")
 
 
 def adjacent_objects(boxes: Tensor, gap: float) -> Tensor:
@@ -85,18 +88,18 @@ def cluster_picks(
     threshold: float,
     limit: int,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Greedy NMS' kept indices and, per rule, the member of each kept box's cluster that
-    replaces it. ``boxes (Tensor[N, 4])``, ``scores, quality, placed (Tensor[N])`` (``placed``:
-    each box's best IoU with an object of its class), ``labels (Tensor[N])``."""
+    """Greedy NMS' kept indices and, per rule of :data:`PICKS`, the member of each kept box's
+    cluster that replaces it. ``boxes (Tensor[N, 4])``, ``scores, quality, placed (Tensor[N])``
+    (``placed``: each box's best IoU with an object of its class), ``labels (Tensor[N])``."""
     keep = batched_nms(boxes, scores, labels, threshold)[:limit]
-    if len(keep) == 0:
-        return keep, {"greedy, box by quality": keep, "greedy, best box of cluster": keep}
-    member = (box_iou(boxes[keep], boxes) >= threshold) & (labels[keep, None] == labels[None])
-    pick = {
-        "greedy, box by quality": quality,
-        "greedy, best box of cluster": placed,
-    }  # fmt: skip
-    return keep, {k: torch.where(member, v[None], -1.0).argmax(1) for k, v in pick.items()}
+    if len(boxes) == 0:
+        return keep, dict.fromkeys(PICKS, keep)
+    iou = box_iou(boxes, boxes)
+    member = (iou[keep] >= threshold) & (labels[keep, None] == labels[None])
+    # The medoid: the member agreeing most (score-weighted IoU) with the rest of its cluster.
+    agreement = (member.float() * scores[None]) @ iou  # [K, N]
+    rating = {PICKS[0]: quality[None], PICKS[1]: agreement, PICKS[2]: placed[None]}
+    return keep, {k: torch.where(member, v, -1.0).argmax(1) for k, v in rating.items()}
 
 
 class Tally:
