@@ -173,15 +173,15 @@ def measure(loaded: Any, dataset: Any, split: str, gap: float, ious: list[float]
             for name, pick in picks.items():
                 rows[name] = (boxes[pick], labels[pick], scores[keep])
             ceiling = None
-            for row, (boxes, labels, scores) in rows.items():
-                iou = hits(boxes.float(), labels, gt, gt_labels)
-                best = iou.max(0).values if len(boxes) else torch.zeros(len(gt))
+            for row, (row_boxes, row_labels, row_scores) in rows.items():
+                iou = hits(row_boxes.float(), row_labels, gt, gt_labels)
+                best = iou.max(0).values if len(row_boxes) else torch.zeros(len(gt))
                 found = {t: best >= t for t in ious}
                 if ceiling is None:
                     ceiling = found[ious[0]]
                 tally.add(row, found, adj, ceiling)
                 if row != CANDIDATES:
-                    tally.dups[row] += duplicates(iou, scores, ious[0])
+                    tally.dups[row] += duplicates(iou, row_scores, ious[0])
     model.nms_method = cfg.nms
     return tally
 
