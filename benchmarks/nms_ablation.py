@@ -28,6 +28,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from fabricdet.data.dataset import DetectionDataset, ImageRecord
 from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.checkpoint import load_model
@@ -54,16 +57,20 @@ VARIANTS: dict[str, tuple[str, float | bool]] = {
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "tianchi_score", "adjacent_ap")
 
 
+def adjacent_objects(boxes: Tensor, gap: float) -> Tensor:
+    """Objects overlapping or within ``gap`` pixels of another one; ``boxes (Tensor[M, 4])``
+    xyxy -> ``Tensor[M] bool``."""
+    lo = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    hi = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    near = ((lo - hi) <= gap).all(-1)
+    near.fill_diagonal_(False)
+    return near.any(1)
+
+
 def adjacent(a: ImageRecord, gap: float) -> bool:
     """Whether two of the image's objects overlap or lie within ``gap`` pixels."""
-    boxes = [i.box for i in a.instances]
-    for k, p in enumerate(boxes):
-        for q in boxes[k + 1 :]:
-            dx = max(p[0], q[0]) - min(p[2], q[2])
-            dy = max(p[1], q[1]) - min(p[3], q[3])
-            if dx <= gap and dy <= gap:
-                return True
-    return False
+    boxes = torch.tensor([i.box for i in a.instances], dtype=torch.float64).reshape(-1, 4)
+    return bool(adjacent_objects(boxes, gap).any())
 
 
 def adjacent_subset(dataset: DetectionDataset, split: str, gap: float) -> DetectionDataset:

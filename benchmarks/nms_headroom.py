@@ -41,20 +41,11 @@ from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.data import TorchDetectionDataset, collate, select_split
 from fabricdet.models.candidates import select_candidates
 from fabricdet.ops.nms import NMS_METHODS
+from nms_ablation import adjacent_objects  # benchmarks/ is a folder of scripts, not a package
 
 CANDIDATES = "candidates"
 #: Rows that replace each of greedy NMS' kept boxes by a member of its cluster.
 PICKS = ("greedy, box by quality", "greedy, medoid of cluster", "greedy, best box of cluster")
-
-
-def adjacent_objects(boxes: Tensor, gap: float) -> Tensor:
-    """Objects overlapping or within ``gap`` pixels of another one; ``boxes (Tensor[M, 4])``
-    xyxy -> ``Tensor[M] bool``."""
-    lo = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    hi = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    near = ((lo - hi) <= gap).all(-1)
-    near.fill_diagonal_(False)
-    return near.any(1)
 
 
 def hits(boxes: Tensor, labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
@@ -164,10 +155,11 @@ def measure(loaded: Any, dataset: Any, split: str, gap: float, ious: list[float]
             rows = {CANDIDATES: (boxes, labels, scores)}
             for method, res in kept.items():
                 rows[method] = (res[b]["boxes"], res[b]["labels"], res[b]["scores"])
-            assert cand.quality is not None
+            assert cand.locations is not None
+            quality = out.quality_logits[b].sigmoid()[cand.locations[b][m]]
             placed = hits(boxes, labels, gt, gt_labels).max(1).values if len(gt) else scores * 0
             keep, picks = cluster_picks(
-                boxes, scores, labels, cand.quality[b][m], placed, cfg.sinkhorn.iou_threshold,
+                boxes, scores, labels, quality, placed, cfg.sinkhorn.iou_threshold,
                 cfg.detections_per_img,
             )  # fmt: skip
             for name, pick in picks.items():

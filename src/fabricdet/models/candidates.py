@@ -19,8 +19,8 @@ class Candidates(NamedTuple):
         labels (Tensor[B, M] int64).
         embeddings (Tensor[B, M, D]).
         mask (Tensor[B, M] bool): above the score threshold and inside the image.
-        quality (Tensor[B, M] or None): the IoU-quality probability of each candidate's
-            location (the head's own estimate of its box's IoU; for diagnostics).
+        locations (Tensor[B, M] int64 or None): each candidate's index among the head's
+            ``A`` locations (to read its other outputs, e.g. the IoU quality, in diagnostics).
     """
 
     boxes: Tensor
@@ -28,7 +28,7 @@ class Candidates(NamedTuple):
     labels: Tensor
     embeddings: Tensor
     mask: Tensor
-    quality: Tensor | None = None
+    locations: Tensor | None = None
 
 
 def select_candidates(
@@ -65,5 +65,4 @@ def select_candidates(
     # A box clipped to nothing (it lay beyond the image edge) is no detection.
     area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
     mask = (top_scores > score_thresh) & area
-    quality = torch.gather(out.quality_logits.detach().sigmoid(), 1, loc)
-    return Candidates(boxes, cand_scores, labels, emb, mask, quality)
+    return Candidates(boxes, cand_scores, labels, emb, mask, loc)
