@@ -54,6 +54,15 @@ def test_training_returns_named_finite_losses_and_gradients_reach_heads(
     assert box_reached == (spatial_grad or bool(losses["set_box"] > 0))
 
 
+def test_the_ranking_term_joins_the_set_loss_when_weighted() -> None:
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(SMALL, set_loss_rank_weight=1.0), num_classes=3)
+    losses = model.train()(*_batch())
+    # an untrained head has no matched slot to rank: tests/models/test_set_loss.py checks
+    # what the term does on one
+    assert "set_rank" in losses and torch.isfinite(losses["set_rank"])
+
+
 def test_the_set_loss_can_be_kept_off_the_backbone() -> None:
     images, targets = _batch()
     values, reached = {}, {}

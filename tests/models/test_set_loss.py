@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.ops import box_iou
 
-from fabricdet.models.set_loss import SetCriterion, SetLossScores
+from fabricdet.models.set_loss import RANK_TEMPERATURE, SetCriterion, SetLossScores, slot_rank_loss
 from fabricdet.ops import SinkhornNMSOutput
 
 
@@ -44,3 +45,59 @@ def test_the_keep_loss_trains_the_scores_it_is_told_to(which: SetLossScores) -> 
             assert (scores.grad[0, 1:] == 0).all()
         else:
             assert (scores.grad[0, 1:] > 0).all()
+
+
+def _members() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One object and four candidates in slot 0: three of its duplicates, from best to worst
+    placed, and a box on a neighbouring object that the plan merged into the slot."""
+    gt = torch.tensor([[10.0, 10, 50, 30], [54, 10, 94, 30]])
+    boxes = torch.tensor([[10.0, 10, 50, 30], [14, 10, 54, 30], [18, 12, 58, 32], [54, 10, 94, 30]])
+    plan = torch.tensor([[0.8, 0.0], [0.6, 0.0], [0.5, 0.0], [0.3, 0.5]])
+    return gt, boxes, plan
+
+
+def test_the_ranking_term_raises_the_best_placed_duplicate_and_ignores_the_neighbour() -> None:
+    gt, boxes, plan = _members()
+    scores = torch.full((4,), 0.6, requires_grad=True)
+    mask = torch.ones(4, dtype=torch.bool)
+    loss = slot_rank_loss(plan, boxes, scores, mask, torch.tensor([0, -1]), gt, power=4.0)
+    loss.backward()
+    assert scores.grad is not None
+    assert loss > 0 and scores.grad[0] < 0 < scores.grad[2]
+    assert scores.grad[3] == 0  # the neighbour's box is not a duplicate of this object
+
+
+def test_the_ranking_term_is_at_rest_on_scores_ordered_by_placement() -> None:
+    gt, boxes, plan = _members()
+    iou = box_iou(boxes, gt[:1]).squeeze(1)
+    # its optimum: log s = IoU / (power T) + const
+    scores = ((iou - 1) / (4.0 * RANK_TEMPERATURE)).exp().requires_grad_()
+    mask = torch.ones(4, dtype=torch.bool)
+    loss = slot_rank_loss(plan, boxes, scores, mask, torch.tensor([0, -1]), gt, power=4.0)
+    loss.backward()
+    assert scores.grad is not None
+    assert loss.abs() < 1e-6 and scores.grad.abs().max() < 1e-5
+
+
+def test_the_ranking_term_has_nothing_to_rank_without_a_matched_slot_of_two_members() -> None:
+    gt, boxes, plan = _members()
+    scores = torch.full((4,), 0.6, requires_grad=True)
+    mask = torch.tensor([True, False, False, True])  # one duplicate left
+    for slots in (torch.tensor([0, -1]), torch.tensor([-1, -1])):
+        loss = slot_rank_loss(plan, boxes, scores, mask, slots, gt, power=4.0)
+        assert loss == 0
+
+
+def test_the_criterion_adds_the_ranking_term_only_when_weighted() -> None:
+    gt, boxes, plan = _members()
+    scores = torch.tensor([[0.8, 0.7, 0.6]])
+    keep_prob = torch.tensor([[0.9, 0.8, 0.9]])
+    out = _slots(scores, keep_prob)._replace(plan=torch.zeros(1, 5, 4))
+    out.plan[0, :4, :2] = plan
+    target = {"boxes": gt[:1], "labels": torch.tensor([0])}
+    candidates = (boxes[None], torch.full((1, 4), 0.6), torch.ones(1, 4, dtype=torch.bool))
+    assert "set_rank" not in SetCriterion()(out, [target], candidates)
+    ranked = SetCriterion(rank_weight=2.0)(out, [target], candidates)
+    assert ranked["set_rank"] > 0
+    with pytest.raises(ValueError, match="needs the candidates"):
+        SetCriterion(rank_weight=2.0)(out, [target])

@@ -130,6 +130,9 @@ class ModelConfig:
             (the slots are meaningless until the dense head produces sensible candidates).
         set_loss_scores: which slots' scores the set loss trains directly: ``all``,
             ``matched`` or ``none`` (:class:`fabricdet.models.set_loss.SetCriterion`).
+        set_loss_rank_weight: weight of the set loss' ranking term
+            (:func:`fabricdet.models.set_loss.slot_rank_loss`: each matched slot's members
+            ordered by placement in their scores; 0, default: off).
         set_loss_backbone: the set loss' gradient reaches the backbone and FPN (``False``:
             it trains the head only, at the cost of a second head pass in training).
         set_loss_plan_grad: ``none`` (default): no gradient through the plan (the matching
@@ -173,6 +176,7 @@ class ModelConfig:
     set_loss_weight: float = 1.0
     set_loss_warmup: float = 0.3
     set_loss_scores: str = "all"
+    set_loss_rank_weight: float = 0.0
     set_loss_backbone: bool = True
     set_loss_plan_grad: str = "none"
     set_loss_spatial_grad: bool = False

@@ -4,10 +4,11 @@ torchvision's contract: ``model(images, targets=None)`` with ``images`` a list o
 ``Tensor[3, H, W]`` in [0, 1] (any sizes; wide images stay wide, they are only padded to a
 multiple of the largest stride). Training returns a dict of named losses: the dense
 one-to-many losses (``cls``, ``quality``, ``box``, ``box_l1``, ``embed``) and the set loss on
-SinkhornNMS' slots (``set_keep``, ``set_box``), whose gradients reach the seeds' scores and,
-through the slots' fused boxes, the candidates' boxes; by default the matching itself is held
-constant (``set_loss_plan_grad``: also through the plan, to scores and embeddings;
-``set_loss_spatial_grad``: also to boxes by the plan's spatial term). Eval returns one dict
+SinkhornNMS' slots (``set_keep``, ``set_box``; ``set_rank`` with ``set_loss_rank_weight``),
+whose gradients reach the seeds' scores and, through the slots' fused boxes, the candidates'
+boxes; by default the matching itself is held constant (``set_loss_plan_grad``: also through
+the plan, to scores and embeddings; ``set_loss_spatial_grad``: also to boxes by the plan's
+spatial term). Eval returns one dict
 per image with ``boxes`` (Tensor[K, 4], xyxy in input pixels), ``scores`` (Tensor[K]) and
 ``labels`` (Tensor[K] int64, 0-based); the NMS method is the attribute ``nms_method`` and can
 be changed at any time.
@@ -83,7 +84,10 @@ class FabricDetector(nn.Module):
             decode_iters=0, spatial_grad=cfg.set_loss_spatial_grad,
         )  # fmt: skip
         self.sinkhorn.plan_grad_scale = self._plan_grad_scale()
-        self.criterion = SetCriterion(scores=cfg.set_loss_scores)  # type: ignore[arg-type]
+        self.criterion = SetCriterion(
+            scores=cfg.set_loss_scores,  # type: ignore[arg-type]
+            rank_weight=cfg.set_loss_rank_weight,
+        )
         self.mask_head = (
             MaskHead(cfg.masks, cfg.fpn_channels, strides[0]) if cfg.mask_head else None
         )
@@ -250,7 +254,7 @@ class FabricDetector(nn.Module):
             nms = self.sinkhorn(
                 cand.boxes, cand.scores, cand.labels, self._embeddings(cand), cand.mask
             )
-            set_losses = self.criterion(nms, targets)
+            set_losses = self.criterion(nms, targets, (cand.boxes, cand.scores, cand.mask))
             ramp = min(1.0, self.progress / max(self.cfg.set_loss_warmup, 1e-9))
             weight = self.cfg.set_loss_weight * ramp
             losses.update({k: weight * v for k, v in set_losses.items()})

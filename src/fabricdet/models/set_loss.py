@@ -8,6 +8,8 @@ positive (no NMS can remove those). The gradients flow through the slots' scores
 seeds' scores, and through the fused boxes into the boxes they average; with a gradient through
 the plan (:data:`PLAN_GRAD`) also into every candidate's score and embedding (and box, where
 the plan's spatial term passes gradients: :class:`fabricdet.ops.SinkhornNMS`' ``spatial_grad``).
+Optionally a ranking term (:func:`slot_rank_loss`) trains the scores so that each matched slot's
+members are ordered by how well they fit its object.
 """
 
 from __future__ import annotations
@@ -37,6 +39,58 @@ def plan_grad_scale(mode: str, eps: float, eps_start: float) -> float:
 
 SetLossScores = Literal["all", "matched", "none"]
 
+#: Temperature, in IoU, of the placement distribution :func:`slot_rank_loss` trains towards.
+RANK_TEMPERATURE = 0.1
+
+
+def slot_rank_loss(
+    plan: Tensor,
+    boxes: Tensor,
+    scores: Tensor,
+    mask: Tensor,
+    slots: Tensor,
+    gt_boxes: Tensor,
+    power: float,
+) -> Tensor:
+    """Listwise ranking of each matched slot's members by placement, summed over the slots.
+
+    A slot's fused box weights its members ``i`` by ``m_i * s_i ** power`` (``m``: plan mass,
+    ``s``: score; :func:`fabricdet.ops.sinkhorn_nms_terms.fusion_factor`), and its seed is the
+    best-scored member: both choose well only if the scores rank the members by how well they
+    are placed, which the dense losses never ask for (every positive's score goes to the same
+    target). Here the members' weight distribution ``p_i ~ m_i s_i ** power`` is pulled
+    towards the placement distribution ``t_i ~ m_i exp(IoU_i / T)`` (``T``:
+    :data:`RANK_TEMPERATURE`, ``IoU_i`` with the slot's object) by ``KL(t || p)``, whose
+    optimum is ``log s_i = IoU_i / (power T) + const``: a better-placed duplicate scores
+    higher, by a bounded ratio. Members are the candidates the plan sends mass to the slot
+    and whose best-overlapping object is the slot's: a neighbour's box merged into the slot
+    is not one of its duplicates to rank. The plan is a constant here.
+
+    Args:
+        plan (Tensor[N, K]): candidate -> slot mass of one image.
+        boxes (Tensor[N, 4]), scores (Tensor[N]), mask (Tensor[N] bool): its candidates.
+        slots (Tensor[G] int64): slot matched to each object, -1 for none.
+        gt_boxes (Tensor[G, 4]): the objects.
+        power: the scores' exponent in the members' weights (> 0).
+
+    Returns:
+        Tensor[] (0 without a matched slot of two or more members).
+    """
+    hit = (slots >= 0).nonzero().squeeze(1)
+    if len(hit) == 0:
+        return scores.sum() * 0
+    iou = box_iou(boxes.detach().float(), gt_boxes.float())  # [N, G]
+    owner = iou.argmax(1)
+    mass = plan.detach().float()[:, slots[hit]]  # [N, H]
+    member = (mass > 0) & mask.unsqueeze(1) & (owner.unsqueeze(1) == hit.unsqueeze(0))
+    log_mass = mass.clamp_min(1e-30).log().masked_fill(~member, -torch.inf)
+    target = torch.softmax(log_mass + iou[:, hit] / RANK_TEMPERATURE, 0)
+    log_scores = scores.float().clamp_min(1e-6).log().unsqueeze(1)
+    log_p = torch.log_softmax(log_mass + power * log_scores, 0)
+    ranked = member.sum(0) >= 2  # one member: nothing to rank
+    kl = torch.where(member, target * (target.clamp_min(1e-30).log() - log_p), 0.0)
+    return kl[:, ranked].sum()
+
 
 class SetCriterion:
     """Hungarian-matched keep and box losses on SinkhornNMS outputs.
@@ -45,6 +99,8 @@ class SetCriterion:
         keep_weight, box_weight: loss weights.
         min_iou: a match counts only if the slot's fused box overlaps its object this much
             (early in training the matching would otherwise force random slots to survive).
+        rank_weight: weight of :func:`slot_rank_loss` (0: off; it needs the candidates).
+        rank_power: its exponent on the scores (as ``fuse_power`` in the fused boxes).
         scores: which slots' seed scores the keep loss trains directly (it always trains
             their keep probabilities, and through the plan everything the plan depends on).
             ``"all"``: a slot's confidence is its score times its keep probability. That
@@ -62,7 +118,13 @@ class SetCriterion:
         box_weight: float = 2.0,
         min_iou: float = 0.3,
         scores: SetLossScores = "all",
+        rank_weight: float = 0.0,
+        rank_power: float = 4.0,
     ) -> None:
+        if rank_weight and not rank_power > 0:
+            raise ValueError(f"rank_power must be > 0, got {rank_power}")
+        self.rank_weight = rank_weight
+        self.rank_power = rank_power
         self.keep_weight = keep_weight
         self.box_weight = box_weight
         self.min_iou = min_iou
@@ -89,18 +151,37 @@ class SetCriterion:
         return matched
 
     def __call__(
-        self, out: SinkhornNMSOutput, targets: list[dict[str, Tensor]]
+        self,
+        out: SinkhornNMSOutput,
+        targets: list[dict[str, Tensor]],
+        candidates: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Losses summed over images and divided by the number of objects.
 
+        Args:
+            candidates: the boxes (Tensor[B, N, 4]), scores (Tensor[B, N]) and mask
+                (Tensor[B, N] bool) ``out`` was computed from; the ranking term needs them.
+
         Returns:
-            ``{"set_keep": Tensor[], "set_box": Tensor[]}``.
+            ``{"set_keep": Tensor[], "set_box": Tensor[]}``, plus ``"set_rank"`` with
+            ``rank_weight``.
         """
+        ranking = self.rank_weight > 0
+        if ranking and candidates is None:
+            raise ValueError("the set loss' ranking term needs the candidates")
         keep_target = torch.zeros_like(out.keep_prob)
         pred_boxes, gt_boxes = [], []
         num_gt = 0
+        rank = out.keep_prob.sum() * 0
         for b, target in enumerate(targets):
             matched = self.match(out, b, target["boxes"], target["labels"])
+            if ranking:
+                boxes, scores, mask = (c[b] for c in candidates)  # type: ignore[union-attr]
+                plan = out.plan[b, : len(boxes), : out.keep_prob.shape[1]]
+                rank = rank + slot_rank_loss(
+                    plan, boxes, scores, mask, matched, target["boxes"],
+                    self.rank_power,
+                )  # fmt: skip
             hit = matched >= 0
             keep_target[b, matched[hit]] = 1.0
             pred_boxes.append(out.boxes[b, matched[hit]])
@@ -124,4 +205,7 @@ class SetCriterion:
             if len(pb)
             else prob.sum() * 0
         )
-        return {"set_keep": self.keep_weight * keep, "set_box": self.box_weight * box}
+        losses = {"set_keep": self.keep_weight * keep, "set_box": self.box_weight * box}
+        if ranking:
+            losses["set_rank"] = self.rank_weight * rank / norm
+        return losses
