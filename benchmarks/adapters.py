@@ -14,11 +14,12 @@ R-CNN), and the latency per image (batch 1, one thread, model call + mapping bac
 ``--stages`` Faster R-CNN is also trained and evaluated with SinkhornNMS at the RPN, at the box
 head (the default) and at both. By default every defect is one class ``defect`` (``--classes
 all``: the 20 categories, which a small budget cannot learn). Every stage resumes: a finished
-run is reused.
+run is reused; ``--arms`` trains only the arms named, so that two processes can train the two
+arms side by side into one ``--out`` (a last run without it prints the whole table).
 
     python benchmarks/adapters.py --out runs/adapters [--archs fcos retinanet fasterrcnn
         maskrcnn] [--steps 200] [--num-images 300] [--size 320x128] [--batch-size 4]
-        [--seed 0] [--stages] [--threads 1] [--classes defect|all]
+        [--seed 0] [--stages] [--threads 1] [--classes defect|all] [--arms native sinkhorn]
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from fabricdet.models.config import ModelConfig
 from fabricdet.ops import NMS_METHODS
 
 TWO_STAGE = ("fasterrcnn", "maskrcnn")
+ARMS = ("native", "sinkhorn")
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "mask_ap", "ms_per_image")
 
 
@@ -187,6 +189,7 @@ def main() -> None:
         "--classes", choices=("defect", "all"), default="defect",
         help="one 'defect' class (default) or the 20 Tianchi categories",
     )  # fmt: skip
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     w, h = (int(v) for v in args.size.split("x"))
@@ -196,7 +199,7 @@ def main() -> None:
 
     table = []  # (model, trained with, NMS, metrics)
     for arch in args.archs:
-        for arm in ("native", "sinkhorn"):
+        for arm in args.arms:
             rows = train_and_score(dataset, arch, arm, "box", args)
             for nms, metrics in rows.items():
                 nms_name = "native" if nms == "greedy" else "SinkhornNMS"
