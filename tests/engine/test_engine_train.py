@@ -161,6 +161,22 @@ def test_non_finite_loss_is_a_clear_error(synth, tmp_path):
         train(tiny(), synth, tmp_path / "r", model_factory=_Diverging, progress=False)
 
 
+class _NanGradient(DoubleDetector):
+    def forward(self, images, targets=None):
+        out = super().forward(images, targets)
+        if not self.training:
+            return out
+        # finite (0) forward, NaN backward: log's gradient at 0 times the unselected branch's 0
+        weight = next(self.parameters()).sum()
+        out["trap"] = torch.where(torch.tensor(False), (0 * weight).log(), torch.tensor(0.0))
+        return out
+
+
+def test_non_finite_gradient_is_a_clear_error_before_the_weights_change(synth, tmp_path):
+    with pytest.raises(TrainingError, match=r"gradients are not finite at step 1.*not updated"):
+        train(tiny(), synth, tmp_path / "r", model_factory=_NanGradient, progress=False)
+
+
 def test_tensorboard_scalars(synth, tmp_path):
     cfg = tiny("train.max_steps=2", "train.tensorboard=true")
     train(cfg, synth, tmp_path / "r", model_factory=build_double, progress=False)

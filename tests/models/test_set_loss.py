@@ -101,3 +101,14 @@ def test_the_criterion_adds_the_ranking_term_only_when_weighted() -> None:
     assert ranked["set_rank"] > 0
     with pytest.raises(ValueError, match="needs the candidates"):
         SetCriterion(rank_weight=2.0)(out, [target])
+
+
+def test_the_ranking_term_skips_a_slot_whose_boxes_all_lie_closer_to_another_object() -> None:
+    # object 0 matched to slot 1, whose one member overlaps object 1 best: nothing to rank,
+    # and no NaN gradient from a softmax over no members
+    gt, boxes, plan = _members()
+    scores = torch.full((4,), 0.6, requires_grad=True)
+    mask = torch.ones(4, dtype=torch.bool)
+    loss = slot_rank_loss(plan, boxes, scores, mask, torch.tensor([1, 0]), gt, power=4.0)
+    loss.backward()
+    assert scores.grad is not None and torch.isfinite(scores.grad).all()

@@ -264,6 +264,15 @@ class _Trainer:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
             values["grad_norm"] = float(grad_norm)
+            # A finite loss can still have a NaN gradient, which the step would write into every
+            # weight. Under AMP the scaler skips such steps itself; DDP's ranks share the
+            # all-reduced gradients, so they all stop here together.
+            if not self.use_amp and not math.isfinite(values["grad_norm"]):
+                raise TrainingError(
+                    f"gradients are not finite at step {self.step + 1} ({values}); the weights "
+                    f"were not updated: resume from {self.out_dir / CHECKPOINT_FILE} with "
+                    "--resume after lowering train.lr, or report the losses above as a bug"
+                )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:

@@ -57,8 +57,9 @@ def slot_rank_loss(
     A slot's fused box weights its members ``i`` by ``m_i * s_i ** power`` (``m``: plan mass,
     ``s``: score; :func:`fabricdet.ops.sinkhorn_nms_terms.fusion_factor`), and its seed is the
     best-scored member: both choose well only if the scores rank the members by how well they
-    are placed, which the dense losses never ask for (every positive's score goes to the same
-    target). Here the members' weight distribution ``p_i ~ m_i s_i ** power`` is pulled
+    are placed, which the dense losses ask for only loosely (the classification target is 1 on
+    every positive; the quality target, the IoU, covers the assigned positives alone and is
+    learnt across all objects, not among one object's duplicates). Here the members' weight distribution ``p_i ~ m_i s_i ** power`` is pulled
     towards the placement distribution ``t_i ~ m_i exp(IoU_i / T)`` (``T``:
     :data:`RANK_TEMPERATURE`, ``IoU_i`` with the slot's object) by ``KL(t || p)``, whose
     optimum is ``log s_i = IoU_i / (power T) + const``: a better-placed duplicate scores
@@ -77,19 +78,22 @@ def slot_rank_loss(
         Tensor[] (0 without a matched slot of two or more members).
     """
     hit = (slots >= 0).nonzero().squeeze(1)
-    if len(hit) == 0:
+    if len(hit) == 0 or len(gt_boxes) == 0:
         return scores.sum() * 0
     iou = box_iou(boxes.detach().float(), gt_boxes.float())  # [N, G]
     owner = iou.argmax(1)
     mass = plan.detach().float()[:, slots[hit]]  # [N, H]
     member = (mass > 0) & mask.unsqueeze(1) & (owner.unsqueeze(1) == hit.unsqueeze(0))
+    # One member has nothing to rank; none (the slot's boxes all lie closer to another
+    # object) would make a softmax over nothing, whose gradient is NaN.
+    ranked = member.sum(0) >= 2
+    hit, mass, member = hit[ranked], mass[:, ranked], member[:, ranked]
     log_mass = mass.clamp_min(1e-30).log().masked_fill(~member, -torch.inf)
     target = torch.softmax(log_mass + iou[:, hit] / RANK_TEMPERATURE, 0)
     log_scores = scores.float().clamp_min(1e-6).log().unsqueeze(1)
     log_p = torch.log_softmax(log_mass + power * log_scores, 0)
-    ranked = member.sum(0) >= 2  # one member: nothing to rank
     kl = torch.where(member, target * (target.clamp_min(1e-30).log() - log_p), 0.0)
-    return kl[:, ranked].sum()
+    return kl.sum()
 
 
 class SetCriterion:
