@@ -59,13 +59,16 @@ def slot_rank_loss(
     best-scored member: both choose well only if the scores rank the members by how well they
     are placed, which the dense losses ask for only loosely (the classification target is 1 on
     every positive; the quality target, the IoU, covers the assigned positives alone and is
-    learnt across all objects, not among one object's duplicates). Here the members' weight distribution ``p_i ~ m_i s_i ** power`` is pulled
-    towards the placement distribution ``t_i ~ m_i exp(IoU_i / T)`` (``T``:
-    :data:`RANK_TEMPERATURE`, ``IoU_i`` with the slot's object) by ``KL(t || p)``, whose
-    optimum is ``log s_i = IoU_i / (power T) + const``: a better-placed duplicate scores
-    higher, by a bounded ratio. Members are the candidates the plan sends mass to the slot
-    and whose best-overlapping object is the slot's: a neighbour's box merged into the slot
-    is not one of its duplicates to rank. The plan is a constant here.
+    learnt across all objects, not among one object's duplicates). Here the members' weight
+    distribution ``p_i ~ m_i s_i ** power`` is pulled towards the placement distribution
+    ``t_i ~ m_i exp(IoU_i / T)`` (``T``: :data:`RANK_TEMPERATURE`, ``IoU_i`` with the slot's
+    object) by ``KL(t || p)``, whose optimum is ``log s_i = IoU_i / (power T) + const``: a
+    better-placed duplicate scores higher, by a bounded ratio. Members are the candidates the
+    plan sends mass to the slot and whose best-overlapping object is the slot's: a neighbour's
+    box merged into the slot is not one of its duplicates to rank. The plan is a constant here.
+
+    On the fabric detector the term did not fit even its training images and cost AP75 (README,
+    "Teaching the scores to rank an object's duplicates"), so it is off by default.
 
     Args:
         plan (Tensor[N, K]): candidate -> slot mass of one image.
