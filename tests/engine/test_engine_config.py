@@ -73,6 +73,8 @@ def test_overrides_leave_the_input_alone():
         ("model.sinkhorn.overlap=giou", "iou, diou, nwd, iou\\+nwd"),
         ("model.set_loss_scores=some", "all or matched or none"),
         ("model.set_loss_plan_grad=big", "raw or eps or none"),
+        ("model.set_loss_rank_weight=-1", "model.set_loss_rank_weight=-1.0 is invalid"),
+        ("model.embed_neighbour_weight=-1", "model.embed_neighbour_weight"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

@@ -166,10 +166,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(
         m.set_loss_scores in scores, "model.set_loss_scores", m.set_loss_scores, " or ".join(scores)
     )
-    _check(
-        m.embed_neighbour_weight >= 0,
-        "model.embed_neighbour_weight", m.embed_neighbour_weight, ">= 0",
-    )  # fmt: skip
+    for key in ("embed_neighbour_weight", "set_loss_rank_weight"):
+        _check(getattr(m, key) >= 0, f"model.{key}", getattr(m, key), ">= 0")
     plan_grad = m.set_loss_plan_grad
     _check(plan_grad in PLAN_GRAD, "model.set_loss_plan_grad", plan_grad, " or ".join(PLAN_GRAD))
     _check(d.max_size >= 32, "data.max_size", d.max_size, "an integer >= 32")
