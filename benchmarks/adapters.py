@@ -10,22 +10,26 @@ fabric benchmark and with the same budget (steps, batch, schedule, seed):
 
 Each trained model is evaluated on the test split with torchvision's own NMS (the unmodified
 host) and with SinkhornNMS (the adapter's hard decode): COCO AP, AP50, AP75 (mask AP for Mask
-R-CNN), and the latency per image (batch 1, one thread, model call + mapping back). With
-``--stages`` Faster R-CNN is also trained and evaluated with SinkhornNMS at the RPN, at the box
-head (the default) and at both. By default every defect is one class ``defect`` (``--classes
-all``: the 20 categories, which a small budget cannot learn). Every stage resumes: a finished
-run is reused; ``--arms`` trains only the arms named, so that two processes can train the two
-arms side by side into one ``--out`` (a last run without it prints the whole table).
+R-CNN), the latency per image (batch 1, one thread, model call + mapping back) and the
+training wall time per step. With ``--stages`` Faster R-CNN is also trained and evaluated with
+SinkhornNMS at the RPN, at the box head (the default) and at both (``--stages rpn``: that one
+only; ``--archs`` with no names trains no other arm). By default every defect is one class
+``defect`` (``--classes all``: the 20 categories, which a small budget cannot learn). Every
+stage resumes: a finished run is reused; ``--arms`` trains only the arms named, so that two
+processes can train the two arms side by side into one ``--out`` (a last run without it prints
+the whole table).
 
     python benchmarks/adapters.py --out runs/adapters [--archs fcos retinanet fasterrcnn
         maskrcnn] [--steps 200] [--num-images 300] [--size 320x128] [--batch-size 4]
-        [--seed 0] [--stages] [--threads 1] [--classes defect|all] [--arms native sinkhorn]
+        [--seed 0] [--stages [rpn box both]] [--threads 1] [--classes defect|all]
+        [--arms native sinkhorn]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,8 @@ from fabricdet.ops import NMS_METHODS
 TWO_STAGE = ("fasterrcnn", "maskrcnn")
 ARMS = ("native", "sinkhorn")
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "mask_ap", "ms_per_image")
+#: Cache key of the training wall time per step (absent from runs trained before it existed).
+STEP_TIME = "train_s_per_step"
 
 
 class BenchDetector(nn.Module):
@@ -149,7 +155,8 @@ def run_config(arch: str, args: argparse.Namespace) -> Any:
 def train_and_score(
     dataset: DetectionDataset, arch: str, arm: str, stage: str, args: argparse.Namespace
 ) -> dict[str, dict[str, float | None]]:
-    """``{nms: metrics}`` of one trained model; cached in ``out/<arch>-<arm>-<stage>.json``."""
+    """``{nms: metrics, STEP_TIME: seconds}`` of one trained model; cached in
+    ``out/<arch>-<arm>[-<stage>].json``."""
     name = f"{arch}-{arm}" + (f"-{stage}" if arch in TWO_STAGE else "")
     cache = args.out / f"{name}.json"
     if cache.is_file():
@@ -157,10 +164,12 @@ def train_and_score(
     size = tuple(int(v) for v in args.size.split("x"))
     factory = Factory(arch, size, arm == "sinkhorn", stage)  # type: ignore[arg-type]
     run_dir = args.out / name
+    rows: dict[str, Any] = {STEP_TIME: None}  # unknown when the model was trained earlier
     if not (run_dir / MODEL_FILE).is_file():
+        start = time.perf_counter()
         train(run_config(arch, args), dataset, run_dir, model_factory=factory, progress=False)
+        rows[STEP_TIME] = (time.perf_counter() - start) / args.steps
     loaded = load_model(run_dir / MODEL_FILE, factory=factory)
-    rows = {}
     for nms in ("greedy", "sinkhorn"):
         res = evaluate(loaded, dataset, split="test", nms=nms, device="cpu", progress=False)
         rows[nms] = {c: res.get(c) for c in COLUMNS}
@@ -176,14 +185,17 @@ def _cell(value: float | None, digits: int = 3) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/adapters"))
-    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument("--archs", nargs="*", default=list(ARCHS), choices=ARCHS)
     parser.add_argument("--steps", type=int, default=200, help="training steps per run")
     parser.add_argument("--num-images", type=int, default=300)
     parser.add_argument("--size", default="320x128", help="rendered image WxH")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stages", action="store_true", help="Faster R-CNN: rpn / box / both")
+    parser.add_argument(
+        "--stages", nargs="*", choices=STAGES, default=None,
+        help="Faster R-CNN with SinkhornNMS at these stages (no names: all three)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
         "--classes", choices=("defect", "all"), default="defect",
@@ -197,36 +209,27 @@ def main() -> None:
     if args.classes == "defect":
         dataset = one_class(dataset)
 
-    table = []  # (model, trained with, NMS, metrics)
-    for arch in args.archs:
-        for arm in args.arms:
-            rows = train_and_score(dataset, arch, arm, "box", args)
-            for nms, metrics in rows.items():
-                nms_name = "native" if nms == "greedy" else "SinkhornNMS"
-                table.append((arch, arm, nms_name, metrics))
-    stage_rows = []
-    if args.stages:
-        for stage in STAGES:
-            rows = train_and_score(dataset, "fasterrcnn", "sinkhorn", stage, args)
-            stage_rows.append((stage, rows["sinkhorn"]))
+    runs = [(arch, arm, "box") for arch in args.archs for arm in args.arms]
+    stages = [] if args.stages is None else args.stages or list(STAGES)
+    runs += [r for r in (("fasterrcnn", "sinkhorn", st) for st in stages) if r not in runs]
+    results = [(run, train_and_score(dataset, *run, args)) for run in runs]
 
     n_test = sum(r.split == "test" for r in dataset.images)
     print(f"\n{args.steps} steps x batch {args.batch_size}, seed {args.seed}, {args.size} images, "
-          f"classes: {args.classes}; "
-          f"test split {n_test} images; latency: batch 1, {args.threads} thread(s)\n")  # fmt: skip
-    print("| model | trained | NMS | AP | AP50 | AP75 | mask AP | ms/img |")
-    print("|---|---|---|---|---|---|---|---|")
-    for arch, arm, nms, m in table:
+          f"classes: {args.classes}; test split {n_test} images; latency: batch 1, "
+          f"{args.threads} thread(s); R-CNNs trained through SinkhornNMS at the stage named "
+          "and evaluated with it there\n")  # fmt: skip
+    print("| model | trained | s/step | NMS | AP | AP50 | AP75 | mask AP | ms/img |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (arch, arm, stage), rows in results:
+        model = arch + (f" ({stage})" if arch in TWO_STAGE and arm == "sinkhorn" else "")
         trained = "host losses" if arm == "native" else "+ set loss through SinkhornNMS"
-        cells = [_cell(m[c]) for c in COLUMNS[:-1]] + [_cell(m["ms_per_image"], 1)]
-        print(f"| {arch} | {trained} | {nms} | " + " | ".join(cells) + " |")
-    if stage_rows:
-        print("\nFaster R-CNN, SinkhornNMS at (trained through it there, evaluated with it):\n")
-        print("| stage | AP | AP50 | AP75 | ms/img |")
-        print("|---|---|---|---|---|")
-        for stage, m in stage_rows:
-            cells = [_cell(m[c]) for c in ("coco_ap", "coco_ap50", "coco_ap75")]
-            print(f"| {stage} | " + " | ".join(cells) + f" | {_cell(m['ms_per_image'], 1)} |")
+        for nms in ("greedy", "sinkhorn"):
+            m = rows[nms]
+            cells = [_cell(m[c]) for c in COLUMNS[:-1]] + [_cell(m["ms_per_image"], 1)]
+            print(f"| {model} | {trained} | {_cell(rows.get(STEP_TIME), 2)} | "
+                  f"{'native' if nms == 'greedy' else 'SinkhornNMS'} | "
+                  + " | ".join(cells) + " |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ def tiny_torchvision_detector(
         min_size, max_size: the host transform's resize (an image whose short side is
             ``min_size`` and long side at most ``max_size`` is not resized at all).
         **kwargs: passed to the torchvision class (thresholds, ``detections_per_img``, RPN
-            sizes, ...).
+            sizes, ...). The R-CNNs default to 500 RPN proposals per level before and per
+            image after the NMS and 128 sampled RoIs per image (torchvision: 2000 each in
+            training, 1000 at test, and 512), sized for small images with a few objects.
     """
     if channels % 32:
         raise ValueError(f"channels must be a multiple of 32, got {channels}")
@@ -98,6 +100,14 @@ def tiny_torchvision_detector(
     names = [str(i) for i in range(levels)]
     representation = 4 * channels
     rcnn: dict[str, Any] = {
+        # torchvision's sizes (2000 proposals per level, 512 sampled RoIs per image) are for
+        # 800-pixel images with many objects; a 320x128 fabric image has about 2500 anchors and
+        # a few defects, and the larger sizes only triple the CPU step time
+        "rpn_pre_nms_top_n_train": 500,
+        "rpn_pre_nms_top_n_test": 500,
+        "rpn_post_nms_top_n_train": 500,
+        "rpn_post_nms_top_n_test": 500,
+        "box_batch_size_per_image": 128,
         "rpn_anchor_generator": AnchorGenerator(sizes, ratios),
         "rpn_head": RPNHead(channels, 3),
         "box_roi_pool": MultiScaleRoIAlign(names, 7, 2),
