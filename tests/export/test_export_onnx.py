@@ -100,6 +100,19 @@ def test_a_model_with_largest_stride_16_exports(
     assert report.same_detections and report.max_box_error < 1e-3
 
 
+def test_a_model_with_the_box_quality_head_exports_its_rescoring(
+    synth_data: DetectionDataset, tmp_path: Path
+) -> None:
+    # The rescoring (RoI pooling over each candidate) is in the graph: without it the file's
+    # detections would be the dense scores' and differ from eager PyTorch's.
+    cfg = tiny_config("model.box_quality=true")
+    model = biased_detector(cfg, synth_data.num_classes)
+    path = tmp_path / "model.pt"
+    save_model_file(path, model, cfg, synth_data.categories, "fabricdet.models:build_model", 0)
+    report = export_model(load_model(path), tmp_path / "m.onnx", exporter="legacy")
+    assert report.same_detections and report.max_box_error < 1e-3
+
+
 def test_export_refuses_bad_requests(model_file: Path, tmp_path: Path) -> None:
     loaded = load_model(model_file)
     with pytest.raises(ExportError, match="unknown export format 'tflite'"):

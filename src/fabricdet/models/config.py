@@ -158,6 +158,13 @@ class ModelConfig:
         sinkhorn: SinkhornNMS options.
         mask_head: add the mask head (eval outputs gain ``masks``, Tensor[K, 1, H, W]
             probabilities, and ``mask_uncertainty``, the same shape, in [0, 1]).
+        box_quality: add the box-quality head (:mod:`fabricdet.models.box_quality`): trained
+            on detached features beside the detector (loss ``box_quality``), it predicts each
+            candidate box's IoU from features pooled over the box, and at inference replaces
+            the dense IoU quality in the candidates' scores when ``box_quality_rescore``.
+        box_quality_weight: weight of its loss.
+        box_quality_rescore: rescore the candidates with it at inference (``False``: the
+            detector's own scores, to compare on one checkpoint).
         texture_input: the backbone also reads the image with its woven background removed
             (:mod:`fabricdet.models.texture_input`), a fourth input channel.
         masks: mask head options.
@@ -191,5 +198,8 @@ class ModelConfig:
     detections_per_img: int = 100
     sinkhorn: SinkhornNMSConfig = field(default_factory=SinkhornNMSConfig)
     mask_head: bool = False
+    box_quality: bool = False
+    box_quality_weight: float = 1.0
+    box_quality_rescore: bool = True
     texture_input: bool = True
     masks: MaskConfig = field(default_factory=MaskConfig)

@@ -17,6 +17,10 @@ With ``ModelConfig.mask_head`` a mask head (:mod:`fabricdet.models.mask_head`) a
 losses (``mask_proj``, ``mask_pair``, ``mask_self`` from boxes; ``mask_full`` when the targets
 carry ``masks``) and, in eval, ``masks`` (Tensor[K, 1, H, W] float probabilities, torchvision's
 convention) and ``mask_uncertainty`` (Tensor[K, 1, H, W] in [0, 1]) per image.
+
+With ``ModelConfig.box_quality`` a box-quality head (:mod:`fabricdet.models.box_quality`)
+adds the loss ``box_quality`` and, with ``box_quality_rescore``, rescores the candidates
+before the NMS.
 """
 
 from __future__ import annotations
@@ -33,6 +37,13 @@ from fabricdet.errors import FabricdetError
 from fabricdet.masks.roi import boxes_from_masks
 from fabricdet.models.assigner import assign
 from fabricdet.models.backbones import build_backbone, load_backbone_weights
+from fabricdet.models.box_quality import (
+    JITTER_COPIES,
+    BoxQualityHead,
+    box_quality_loss,
+    box_quality_targets,
+    jittered_boxes,
+)
 from fabricdet.models.candidates import Candidates, select_candidates
 from fabricdet.models.config import ModelConfig
 from fabricdet.models.head import DenseHead, HeadOutput, Neck, candidate_scores, decode_boxes
@@ -91,6 +102,7 @@ class FabricDetector(nn.Module):
         self.mask_head = (
             MaskHead(cfg.masks, cfg.fpn_channels, strides[0]) if cfg.mask_head else None
         )
+        self.box_quality = BoxQualityHead(cfg.fpn_channels, strides[0]) if cfg.box_quality else None
         self.size_divisor = max(strides)
         self._nms_method = ""
         self.nms_method = cfg.nms
@@ -157,10 +169,12 @@ class FabricDetector(nn.Module):
             if self.cfg.set_loss and not self.cfg.set_loss_backbone:
                 set_out = self.head([f.detach() for f in feats])
             losses = self.losses(out, targets, sizes, set_out)
+            if self.box_quality is not None:
+                losses["box_quality"] = self._box_quality_loss(out, feats, targets, sizes)
             if self.mask_head is not None:
                 losses.update(self.mask_head.losses(feats, batch, targets, self.progress))
             return losses
-        results = self.postprocess(out, sizes)
+        results = self.postprocess(out, sizes, feats)
         if self.mask_head is not None:
             self.add_masks(results, feats, batch, sizes)
         return results
@@ -299,14 +313,55 @@ class FabricDetector(nn.Module):
             self.cfg.sinkhorn.iou_threshold,
         )  # fmt: skip
 
+    def _box_quality_loss(
+        self,
+        out: HeadOutput,
+        feats: list[Tensor],
+        targets: list[dict[str, Tensor]],
+        sizes: list[tuple[int, int]],
+    ) -> Tensor:
+        """The box-quality head's loss on the candidates the NMS would see (top ``set_topk``)
+        and jittered copies of the objects' boxes, towards their IoU with their objects."""
+        head = self.box_quality
+        assert head is not None
+        cand = select_candidates(out, sizes, self.cfg.set_topk, score_thresh=0.0)
+        boxes, ious, index = [], [], []
+        for b, target in enumerate(targets):
+            m = cand.mask[b]
+            gt_boxes, gt_labels = target["boxes"].to(cand.boxes.dtype), target["labels"]
+            image_boxes = torch.cat([cand.boxes[b][m].detach(), jittered_boxes(gt_boxes)])
+            labels = torch.cat([cand.labels[b][m], gt_labels.repeat_interleave(JITTER_COPIES)])
+            boxes.append(image_boxes)
+            ious.append(box_quality_targets(image_boxes, labels, gt_boxes, gt_labels))
+            index.append(torch.full((len(image_boxes),), b, device=image_boxes.device))
+        logits = head(feats[0].detach(), torch.cat(boxes), torch.cat(index))
+        return self.cfg.box_quality_weight * box_quality_loss(logits, torch.cat(ious))
+
+    def _rescored(self, cand: Candidates, out: HeadOutput, feats: list[Tensor]) -> Candidates:
+        """``cand`` with each score ``sqrt(p_class * q_box)``: the box-quality head's IoU in
+        place of the dense head's (the candidates stay those the dense scores selected)."""
+        head = self.box_quality
+        assert head is not None and cand.locations is not None
+        b, m = cand.mask.shape
+        index = torch.arange(b, device=cand.boxes.device).repeat_interleave(m)
+        q_box = head(feats[0], cand.boxes.reshape(-1, 4), index).sigmoid().reshape(b, m)
+        c = out.cls_logits.shape[-1]
+        p_class = out.cls_logits.flatten(1).gather(1, cand.locations * c + cand.labels).sigmoid()
+        return cand._replace(scores=(p_class * q_box).sqrt())
+
     def _embeddings(self, cand: Candidates) -> Tensor | None:
         return cand.embeddings if cand.embeddings.shape[-1] else None
 
     @torch.no_grad()
-    def postprocess(self, out: HeadOutput, sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
-        """Score threshold and top-k per image, then the chosen NMS method."""
+    def postprocess(
+        self, out: HeadOutput, sizes: list[tuple[int, int]], feats: list[Tensor] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """Score threshold and top-k per image, the box-quality rescoring (with its head,
+        ``box_quality_rescore`` and ``feats``, the FPN features), then the chosen NMS method."""
         cfg = self.cfg
         cand = select_candidates(out, sizes, cfg.topk_candidates, cfg.score_thresh)
+        if self.box_quality is not None and cfg.box_quality_rescore and feats is not None:
+            cand = self._rescored(cand, out, feats)
         results = []
         for b in range(len(sizes)):
             m = cand.mask[b]
