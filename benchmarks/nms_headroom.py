@@ -16,10 +16,11 @@ class, IoU >= each ``--iou``). Per row (``candidates``: before NMS; then each me
 Candidates keep every box, so their recall is the ceiling of every NMS on the model. Three more
 rows keep greedy NMS' clusters (each kept box with the candidates of its class it overlaps by
 IoU >= the NMS threshold) and replace each kept box by another member: ``greedy, box by
-quality`` the one the head's IoU-quality branch rates highest, ``greedy, medoid of cluster``
-the one with the largest score-weighted IoU with the cluster's members, ``greedy, best box of
-cluster`` the one overlapping an object most (an oracle: what choosing each cluster's box
-better could reach).
+quality`` the one the head's IoU-quality branch rates highest (on a model that rescores
+with a box-quality head, that head's rating, and the candidates are rescored), ``greedy,
+medoid of cluster`` the one with the largest score-weighted IoU with the cluster's members,
+``greedy, best box of cluster`` the one overlapping an object most (an oracle: what choosing
+each cluster's box better could reach).
 
     python benchmarks/nms_headroom.py DATA MODEL [MODEL ...] [--split test] [--gap 8]
         [--iou 0.5 0.75]
@@ -138,12 +139,16 @@ def measure(loaded: Any, dataset: Any, split: str, gap: float, ious: list[float]
     for start in range(0, len(data), 4):
         batch = collate([data[k] for k in range(start, min(start + 4, len(data)))])
         sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in batch.images]
-        out = model.head(model.features(model._batch(batch.images)))
+        feats = model.features(model._batch(batch.images))
+        out = model.head(feats)
         cand = select_candidates(out, sizes, cfg.topk_candidates, cfg.score_thresh)
+        box_quality = None
+        if model.box_quality is not None and cfg.box_quality_rescore:
+            cand, box_quality = model.rescored(cand, out, feats)  # what its NMS receives
         kept = {}
         for method in NMS_METHODS:
             model.nms_method = method
-            kept[method] = model.postprocess(out, sizes)
+            kept[method] = model.postprocess(out, sizes, feats)
         for b, target in enumerate(batch.targets):
             gt, gt_labels = target["boxes"], target["labels"]
             adj = adjacent_objects(gt, gap)
@@ -156,7 +161,11 @@ def measure(loaded: Any, dataset: Any, split: str, gap: float, ious: list[float]
             for method, res in kept.items():
                 rows[method] = (res[b]["boxes"], res[b]["labels"], res[b]["scores"])
             assert cand.locations is not None
-            quality = out.quality_logits[b].sigmoid()[cand.locations[b][m]]
+            quality = (
+                out.quality_logits[b].sigmoid()[cand.locations[b][m]]
+                if box_quality is None
+                else box_quality[b][m]
+            )
             placed = hits(boxes, labels, gt, gt_labels).max(1).values if len(gt) else scores * 0
             keep, picks = cluster_picks(
                 boxes, scores, labels, quality, placed, cfg.sinkhorn.iou_threshold,

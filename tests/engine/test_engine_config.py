@@ -75,6 +75,7 @@ def test_overrides_leave_the_input_alone():
         ("model.set_loss_plan_grad=big", "raw or eps or none"),
         ("model.set_loss_rank_weight=-1", "model.set_loss_rank_weight=-1.0 is invalid"),
         ("model.embed_neighbour_weight=-1", "model.embed_neighbour_weight"),
+        ("model.box_quality_weight=-1", "model.box_quality_weight"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

@@ -337,9 +337,12 @@ class FabricDetector(nn.Module):
         logits = head(feats[0].detach(), torch.cat(boxes), torch.cat(index))
         return self.cfg.box_quality_weight * box_quality_loss(logits, torch.cat(ious))
 
-    def _rescored(self, cand: Candidates, out: HeadOutput, feats: list[Tensor]) -> Candidates:
+    def rescored(
+        self, cand: Candidates, out: HeadOutput, feats: list[Tensor]
+    ) -> tuple[Candidates, Tensor]:
         """``cand`` with each score ``sqrt(p_class * q_box)``: the box-quality head's IoU in
-        place of the dense head's (the candidates stay those the dense scores selected)."""
+        place of the dense head's (the candidates stay those the dense scores selected), and
+        ``q_box`` (Tensor[B, M])."""
         head = self.box_quality
         assert head is not None and cand.locations is not None
         b, m = cand.mask.shape
@@ -347,7 +350,7 @@ class FabricDetector(nn.Module):
         q_box = head(feats[0], cand.boxes.reshape(-1, 4), index).sigmoid().reshape(b, m)
         c = out.cls_logits.shape[-1]
         p_class = out.cls_logits.flatten(1).gather(1, cand.locations * c + cand.labels).sigmoid()
-        return cand._replace(scores=(p_class * q_box).sqrt())
+        return cand._replace(scores=(p_class * q_box).sqrt()), q_box
 
     def _embeddings(self, cand: Candidates) -> Tensor | None:
         return cand.embeddings if cand.embeddings.shape[-1] else None
@@ -361,7 +364,7 @@ class FabricDetector(nn.Module):
         cfg = self.cfg
         cand = select_candidates(out, sizes, cfg.topk_candidates, cfg.score_thresh)
         if self.box_quality is not None and cfg.box_quality_rescore and feats is not None:
-            cand = self._rescored(cand, out, feats)
+            cand, _ = self.rescored(cand, out, feats)
         results = []
         for b in range(len(sizes)):
             m = cand.mask[b]
