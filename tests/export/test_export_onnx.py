@@ -109,8 +109,9 @@ def test_a_model_with_the_box_quality_head_exports_its_rescoring(
     model = biased_detector(cfg, synth_data.num_classes)
     path = tmp_path / "model.pt"
     save_model_file(path, model, cfg, synth_data.categories, "fabricdet.models:build_model", 0)
-    report = export_model(load_model(path), tmp_path / "m.onnx", exporter="legacy")
-    assert report.same_detections and report.max_box_error < 1e-3
+    for name, kwargs in [("m.onnx", {"exporter": "legacy"}), ("m.pt", {"format": "torchscript"})]:
+        report = export_model(load_model(path), tmp_path / name, **kwargs)
+        assert report.same_detections and report.max_box_error < 1e-3
 
 
 def test_export_refuses_bad_requests(model_file: Path, tmp_path: Path) -> None:

@@ -345,9 +345,9 @@ class FabricDetector(nn.Module):
         ``q_box`` (Tensor[B, M])."""
         head = self.box_quality
         assert head is not None and cand.locations is not None
-        b, m = cand.mask.shape
-        index = torch.arange(b, device=cand.boxes.device).repeat_interleave(m)
-        q_box = head(feats[0], cand.boxes.reshape(-1, 4), index).sigmoid().reshape(b, m)
+        index, slot = torch.nonzero(cand.mask, as_tuple=True)  # the real candidates only
+        q_box = torch.zeros_like(cand.scores)
+        q_box[index, slot] = head(feats[0], cand.boxes[index, slot], index).sigmoid()
         c = out.cls_logits.shape[-1]
         p_class = out.cls_logits.flatten(1).gather(1, cand.locations * c + cand.labels).sigmoid()
         return cand._replace(scores=(p_class * q_box).sqrt()), q_box
