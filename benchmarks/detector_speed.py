@@ -4,11 +4,14 @@ For each image size (default: the full Tianchi frame 2446x1000 and the CPU demo'
 times the network (backbone, FPN, head) and then each NMS method's post-processing (candidate
 selection and the NMS) on the same head outputs, so the methods are compared on identical
 candidates. With ``--model`` the trained
-model's candidates are used; without, a randomly initialised default model, whose candidates
-hit the ``topk_candidates`` cap (1000): the worst case for the NMS.
+model's candidates are used; without, a randomly initialised default model (``--set``:
+model overrides, e.g. ``model.box_quality=true``), whose candidates hit the
+``topk_candidates`` cap (1000): the worst case for the NMS. A model with the box-quality head
+rescores its candidates in the post-processing.
 
     python benchmarks/detector_speed.py [--model RUN/model.pt] [--sizes 2446x1000 640x256]
         [--methods greedy sinkhorn] [--repeats 10] [--device cpu] [--threads 2]
+        [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.config import preset
+from fabricdet.engine.config_io import apply_overrides
 from fabricdet.models import build_model
 from fabricdet.models.detector import FabricDetector
 from fabricdet.models.head import HeadOutput, candidate_scores
@@ -41,12 +45,12 @@ def _median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> 
     return statistics.median(times[1:])
 
 
-def _model(path: str | None) -> FabricDetector:
+def _model(path: str | None, overrides: list[str]) -> FabricDetector:
     if path:
         model = load_model(path).model
     else:
         torch.manual_seed(0)
-        model = build_model(preset("default").model, num_classes=20)
+        model = build_model(apply_overrides(preset("default"), overrides).model, num_classes=20)
     if not isinstance(model, FabricDetector):
         raise SystemExit(f"{path}: not a fabricdet detector")
     return model.eval()
@@ -60,11 +64,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of the random-init model")  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = _model(args.model).to(device)
+    model = _model(args.model, args.set).to(device)
     print(f"device {device}, {torch.get_num_threads()} threads, model {args.model or 'random'}")
     print(
         "| image | NMS | network ms | post-processing ms | total ms | images/s "
@@ -77,14 +83,18 @@ def main() -> None:
         sizes = [(h, w)]
         with torch.inference_mode():
 
-            def network(images: list[torch.Tensor] = images) -> HeadOutput:
-                return model.head(model.features(model._batch(images)))
+            def network(
+                images: list[torch.Tensor] = images,
+            ) -> tuple[list[torch.Tensor], HeadOutput]:
+                feats = model.features(model._batch(images))
+                return feats, model.head(feats)
 
             net_ms = _median_ms(network, args.repeats, device)
-            out = network()
+            feats, out = network()
             for method in args.methods:
                 model.nms_method = method
-                nms_ms = _median_ms(partial(model.postprocess, out, sizes), args.repeats, device)
+                post = partial(model.postprocess, out, sizes, feats)
+                nms_ms = _median_ms(post, args.repeats, device)
                 cand = int((candidate_scores(out) > model.cfg.score_thresh).sum())
                 cand = min(cand, model.cfg.topk_candidates)
                 total = net_ms + nms_ms
