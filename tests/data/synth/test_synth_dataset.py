@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 
 from fabricdet.data.categories import TIANCHI_CATEGORIES, TIANCHI_RAW_TO_ID
 from fabricdet.data.formats import read_coco, read_tianchi
-from fabricdet.data.synth import SynthError, generate_dataset
+from fabricdet.data.synth import SynthError, generate_dataset, load_or_generate
 
 SIZE = (384, 192)
 N = 14
@@ -86,6 +86,26 @@ def test_readers_load_what_was_written(dataset_dir: Path) -> None:
     assert report.clean and len(tianchi.images) == N
     coco, _ = read_coco(dataset_dir / "Annotations" / "instances_train.json")
     assert coco.images and all(r.split == "train" for r in coco.images)
+
+
+def test_a_reused_dataset_keeps_its_masks(dataset_dir: Path, tmp_path: Path) -> None:
+    # The benchmarks resume on a rendered folder; its Tianchi file holds boxes only, so the
+    # masks must come back from the COCO files (Mask R-CNN trains on them).
+    written = generate_dataset(tmp_path / "ds", N, seed=7, size=SIZE, workers=1, progress=False)
+    reused = load_or_generate(tmp_path / "ds", N, seed=7, size=SIZE, progress=False)
+    pairs = [
+        (a, b)
+        for ra, rb in zip(written.images, reused.images, strict=True)
+        for a, b in zip(ra.instances, rb.instances, strict=True)
+    ]
+    assert pairs and all(a.mask is not None and a.mask == b.mask for a, b in pairs)
+    # an edited folder is refused, not silently mixed
+    coco = tmp_path / "ds" / "Annotations" / "instances_train.json"
+    data = json.loads(coco.read_text())
+    data["annotations"][0]["bbox"][0] += 5
+    coco.write_text(json.dumps(data))
+    with pytest.raises(SynthError, match="render the dataset again"):
+        load_or_generate(tmp_path / "ds", N, seed=7, size=SIZE, progress=False)
 
 
 def test_refuses_to_overwrite_without_permission(dataset_dir: Path) -> None:

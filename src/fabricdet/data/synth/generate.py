@@ -32,6 +32,7 @@ from tqdm import tqdm
 from fabricdet.data.categories import TIANCHI_CATEGORIES
 from fabricdet.data.dataset import DetectionDataset, ImageRecord, Instance
 from fabricdet.data.formats import load_dataset, write_coco, write_tianchi
+from fabricdet.data.formats.coco import read_coco
 from fabricdet.data.synth.camera import encode_jpeg
 from fabricdet.data.synth.config import SynthConfig, SynthError
 from fabricdet.data.synth.scene import render_sample
@@ -201,8 +202,40 @@ def load_or_generate(
     progress: bool = True,
 ) -> DetectionDataset:
     """The synthetic dataset in ``out_dir``, rendered there first (:func:`generate_dataset`)
-    unless an earlier run already wrote it: how the demo and the benchmarks resume."""
+    unless an earlier run already wrote it: how the demo and the benchmarks resume. Either way
+    the instances carry their exact masks."""
     out_dir = Path(out_dir)
     if (out_dir / ANNOTATION_DIR / "anno_train.json").is_file():
-        return load_dataset(out_dir)
+        return _with_masks(load_dataset(out_dir), out_dir / ANNOTATION_DIR)
     return generate_dataset(out_dir, num_images, seed=seed, size=size, progress=progress)
+
+
+def _with_masks(dataset: DetectionDataset, annotations: Path) -> DetectionDataset:
+    """``dataset`` (read from the Tianchi layout, which holds boxes only) with each instance's
+    mask from the COCO split files written beside it, in place.
+
+    Raises:
+        SynthError: a COCO file's images or boxes disagree with the Tianchi records (the
+            folder was edited): render it again into an empty folder.
+    """
+    by_name = {r.file_name: r for r in dataset.images}
+    for split in ("train", "val", "test"):
+        path = annotations / f"instances_{split}.json"
+        if not path.is_file():
+            continue
+        coco, _ = read_coco(path, image_root=dataset.root, check_images=False)
+        for record in coco.images:
+            target = by_name.get(record.file_name)
+            if target is None or len(target.instances) != len(record.instances):
+                raise SynthError(
+                    f"{path}: {record.file_name} disagrees with anno_train.json; render the "
+                    "dataset again into an empty folder"
+                )
+            for inst, source in zip(target.instances, record.instances, strict=True):
+                if max(abs(a - b) for a, b in zip(inst.box, source.box, strict=True)) > 0.01:
+                    raise SynthError(
+                        f"{path}: a box of {record.file_name} disagrees with anno_train.json; "
+                        "render the dataset again into an empty folder"
+                    )
+                inst.mask = source.mask
+    return dataset
