@@ -23,7 +23,7 @@ medoid of cluster`` the one with the largest score-weighted IoU with the cluster
 each cluster's box better could reach).
 
     python benchmarks/nms_headroom.py DATA MODEL [MODEL ...] [--split test] [--gap 8]
-        [--iou 0.5 0.75]
+        [--iou 0.5 0.75] [--no-box-rescoring]
 """
 
 from __future__ import annotations
@@ -194,10 +194,14 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--gap", type=float, default=8.0)
     parser.add_argument("--iou", type=float, nargs="+", default=[0.5, 0.75])
+    parser.add_argument("--no-box-rescoring", action="store_true",
+                        help="box-quality models: measure them without it")  # fmt: skip
     args = parser.parse_args()
     dataset = load_dataset(args.data)
     for path in args.models:
-        tally = measure(load_model(path), dataset, args.split, args.gap, args.iou)
+        loaded = load_model(path)
+        loaded.model.cfg.box_quality_rescore = not args.no_box_rescoring
+        tally = measure(loaded, dataset, args.split, args.gap, args.iou)
         print(f"\n{path}: {args.split} split, {tally.images} images, {tally.objects} objects, "
               f"{tally.adjacent} adjacent (within {args.gap:g} px of another)")  # fmt: skip
         print("\n".join(tally.table()))
