@@ -154,7 +154,7 @@ def test_rpn_sinkhorn_matches_native_nms_on_separated_clusters() -> None:
 def test_sinkhorn_and_greedy_differ_where_fusion_applies() -> None:
     # the switch is live: the same model, two NMS methods, two outputs
     host = tiny_host("retinanet", score_thresh=0.05).eval()
-    model = with_sinkhorn_nms(host).eval()
+    model = with_sinkhorn_nms(host, fuse_boxes=True).eval()
     outputs, anchors = _one_stage_inputs("retinanet", host)
     model.nms_method = "greedy"
     (greedy,) = model.postprocess(outputs, anchors, [(SIZE, SIZE)])
