@@ -85,16 +85,22 @@ def test_torchscript_round_trip(model_file: Path, tmp_path: Path) -> None:
             _assert_agree(module(images), eager(images))
 
 
+def _saved_model(synth_data: DetectionDataset, tmp_path: Path, override: str) -> Path:
+    """``model.pt`` of a biased ``tiny`` detector with one config override."""
+    cfg = tiny_config(override)
+    model = biased_detector(cfg, synth_data.num_classes)
+    path = tmp_path / "model.pt"
+    save_model_file(path, model, cfg, synth_data.categories, "fabricdet.models:build_model", 0)
+    return path
+
+
 def test_a_model_with_largest_stride_16_exports(
     synth_data: DetectionDataset, tmp_path: Path
 ) -> None:
     # Its inputs are multiples of 16, not of 32: the texture channel's transforms must not
     # take a split that only sides of 32k allow. The exporter runs the file at a width that
     # is an odd multiple of 16 beside eager PyTorch and reports whether they agree.
-    cfg = tiny_config("model.strides=[8,16]")
-    model = biased_detector(cfg, synth_data.num_classes)
-    path = tmp_path / "model.pt"
-    save_model_file(path, model, cfg, synth_data.categories, "fabricdet.models:build_model", 0)
+    path = _saved_model(synth_data, tmp_path, "model.strides=[8,16]")
     report = export_model(load_model(path), tmp_path / "m.onnx", exporter="legacy")
     assert report.check_shape[3] // 16 % 2 == 1  # the width
     assert report.same_detections and report.max_box_error < 1e-3
@@ -105,10 +111,7 @@ def test_a_model_with_the_box_quality_head_exports_its_rescoring(
 ) -> None:
     # The rescoring (RoI pooling over each candidate) is in the graph: without it the file's
     # detections would be the dense scores' and differ from eager PyTorch's.
-    cfg = tiny_config("model.box_quality=true")
-    model = biased_detector(cfg, synth_data.num_classes)
-    path = tmp_path / "model.pt"
-    save_model_file(path, model, cfg, synth_data.categories, "fabricdet.models:build_model", 0)
+    path = _saved_model(synth_data, tmp_path, "model.box_quality=true")
     for name, kwargs in [("m.onnx", {"exporter": "legacy"}), ("m.pt", {"format": "torchscript"})]:
         report = export_model(load_model(path), tmp_path / name, **kwargs)
         assert report.same_detections and report.max_box_error < 1e-3

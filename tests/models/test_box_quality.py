@@ -1,32 +1,17 @@
-"""The box-quality head: its targets, its jitter, what it learns, and its place in the detector."""
+"""The box-quality head: its targets, its jitter, and what it learns (its place in the
+detector: tests/models/test_detector.py)."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 from torchvision.ops import box_iou
 
-from fabricdet.models import ModelConfig, build_model
 from fabricdet.models.box_quality import (
     BoxQualityHead,
     box_quality_loss,
     box_quality_targets,
     jittered_boxes,
 )
-
-SMALL = ModelConfig(width=8, fpn_channels=16, embed_dim=8, set_topk=50, slots=20)
-
-
-def _batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    g = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 96, 256, generator=g), torch.rand(3, 80, 200, generator=g)]
-    targets = [
-        {"boxes": torch.tensor([[20.0, 20.0, 60.0, 40.0], [0.0, 50.0, 250.0, 52.0]]),
-         "labels": torch.tensor([1, 2])},
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
-    ]  # fmt: skip
-    return images, targets
 
 
 def test_jitter_moves_each_side_by_at_most_its_share_of_the_size() -> None:
@@ -86,38 +71,3 @@ def test_the_head_learns_to_rank_placements_on_a_bar() -> None:
     far = (iou[i] - iou[j]).abs() > 0.1
     right = ((pred[i] - pred[j]) * (iou[i] - iou[j]) > 0)[far].float().mean()
     assert right > 0.8
-
-
-def test_the_detector_trains_the_head_on_detached_features() -> None:
-    torch.manual_seed(0)
-    model = build_model(dataclasses.replace(SMALL, box_quality=True), num_classes=3).train()
-    losses = model(*_batch())
-    assert "box_quality" in losses and torch.isfinite(losses["box_quality"])
-    losses["box_quality"].backward()
-    head_grad = model.box_quality.fc[-1].weight.grad  # type: ignore[union-attr]
-    assert head_grad is not None and head_grad.abs().sum() > 0
-    # the detector trains as without it: nothing reaches the backbone, FPN or dense head
-    for p in [*model.backbone.parameters(), *model.neck.parameters(), *model.head.parameters()]:
-        assert p.grad is None or p.grad.abs().sum() == 0
-
-
-def test_rescoring_replaces_the_dense_quality_in_the_scores() -> None:
-    images, _ = _batch()
-    outputs = []
-    for box_quality, rescore in [(False, True), (True, False), (True, True)]:
-        torch.manual_seed(0)  # the head is built last: the detector's own weights are equal
-        cfg = dataclasses.replace(SMALL, box_quality=box_quality, box_quality_rescore=rescore)
-        model = build_model(cfg, num_classes=3).eval()
-        model.nms_method = "greedy"
-        with torch.no_grad():
-            outputs.append(model(images))
-    without, off, on = outputs
-    for a, b in zip(without, off, strict=True):  # switched off: the detector's own output
-        assert all(torch.equal(a[k], b[k]) for k in ("boxes", "scores", "labels"))
-    for r in on:
-        assert set(r) == {"boxes", "scores", "labels"}
-        assert ((r["scores"] >= 0) & (r["scores"] <= 1)).all()
-    assert not all(
-        len(r["scores"]) == len(p["scores"]) and torch.allclose(r["scores"], p["scores"])
-        for r, p in zip(on, off, strict=True)
-    )

@@ -249,3 +249,38 @@ def test_embedding_loss_covers_duplicates_outside_the_positives() -> None:
     assert owner.tolist() == [0, 0, 0]  # the positive, and the two candidates on the object
     assert torch.equal(emb[0], out.embeddings[0, 0])
     assert torch.equal(emb[1:], cand.embeddings[0, :2])
+
+
+def test_the_detector_trains_the_head_on_detached_features() -> None:
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(SMALL, box_quality=True), num_classes=3).train()
+    losses = model(*_batch())
+    assert "box_quality" in losses and torch.isfinite(losses["box_quality"])
+    losses["box_quality"].backward()
+    head_grad = model.box_quality.fc[-1].weight.grad  # type: ignore[union-attr]
+    assert head_grad is not None and head_grad.abs().sum() > 0
+    # the detector trains as without it: nothing reaches the backbone, FPN or dense head
+    for p in [*model.backbone.parameters(), *model.neck.parameters(), *model.head.parameters()]:
+        assert p.grad is None or p.grad.abs().sum() == 0
+
+
+def test_rescoring_replaces_the_dense_quality_in_the_scores() -> None:
+    images, _ = _batch()
+    outputs = []
+    for box_quality, rescore in [(False, True), (True, False), (True, True)]:
+        torch.manual_seed(0)  # the head is built last: the detector's own weights are equal
+        cfg = dataclasses.replace(SMALL, box_quality=box_quality, box_quality_rescore=rescore)
+        model = build_model(cfg, num_classes=3).eval()
+        model.nms_method = "greedy"
+        with torch.no_grad():
+            outputs.append(model(images))
+    without, off, on = outputs
+    for a, b in zip(without, off, strict=True):  # switched off: the detector's own output
+        assert all(torch.equal(a[k], b[k]) for k in ("boxes", "scores", "labels"))
+    for r in on:
+        assert set(r) == {"boxes", "scores", "labels"}
+        assert ((r["scores"] >= 0) & (r["scores"] <= 1)).all()
+    assert not all(
+        len(r["scores"]) == len(p["scores"]) and torch.allclose(r["scores"], p["scores"])
+        for r, p in zip(on, off, strict=True)
+    )
