@@ -102,7 +102,7 @@ def tiny_torchvision_detector(
     rcnn: dict[str, Any] = {
         # torchvision's sizes (2000 proposals per level, 512 sampled RoIs per image) are for
         # 800-pixel images with many objects; a 320x128 fabric image has about 2500 anchors and
-        # a few defects, and the larger sizes only triple the CPU step time
+        # a few defects, and the larger sizes mostly cost CPU time
         "rpn_pre_nms_top_n_train": 500,
         "rpn_pre_nms_top_n_test": 500,
         "rpn_post_nms_top_n_train": 500,
