@@ -121,7 +121,7 @@ def run_seed(
                 setattr(sk, field, value)
                 rows[f"{arm} / {name}"] = _scores(loaded, dataset, adj, "sinkhorn")
                 setattr(sk, field, original)
-        if loaded.model.box_quality is not None:  # the same model without its rescoring
+        if loaded.model.rescores:  # the same model without its rescoring
             loaded.model.cfg.box_quality_rescore = False
             for method in ("greedy", "sinkhorn"):
                 rows[f"{arm} / {method}, no box rescoring"] = _scores(loaded, dataset, adj, method)

@@ -143,7 +143,7 @@ def measure(loaded: Any, dataset: Any, split: str, gap: float, ious: list[float]
         out = model.head(feats)
         cand = select_candidates(out, sizes, cfg.topk_candidates, cfg.score_thresh)
         box_quality = None
-        if model.box_quality is not None and cfg.box_quality_rescore:
+        if model.rescores:
             cand, box_quality = model.rescored(cand, out, feats)  # what its NMS receives
         kept = {}
         for method in NMS_METHODS:

@@ -116,7 +116,7 @@ class ExportableDetector(nn.Module):
         feats = det.features(x)
         out = det.head(feats)
         cand = select_candidates(out, _input_size(images), self.topk, self.score_thresh)
-        if det.box_quality is not None and det.cfg.box_quality_rescore:
+        if det.rescores:
             cand, _ = det.rescored(cand, out, feats)
         res = self.nms(cand.boxes, cand.scores, cand.labels, det._embeddings(cand), cand.mask)
         assert res.keep is not None  # decode_iters > 0 (set in __init__)

@@ -168,9 +168,7 @@ class FabricDetector(nn.Module):
             set_out = out
             if self.cfg.set_loss and not self.cfg.set_loss_backbone:
                 set_out = self.head([f.detach() for f in feats])
-            losses = self.losses(out, targets, sizes, set_out)
-            if self.box_quality is not None:
-                losses["box_quality"] = self._box_quality_loss(out, feats, targets, sizes)
+            losses = self.losses(out, targets, sizes, set_out, feats)
             if self.mask_head is not None:
                 losses.update(self.mask_head.losses(feats, batch, targets, self.progress))
             return losses
@@ -217,19 +215,22 @@ class FabricDetector(nn.Module):
         targets: list[dict[str, Tensor]],
         sizes: list[tuple[int, int]],
         set_out: HeadOutput | None = None,
+        feats: list[Tensor] | None = None,
     ) -> dict[str, Tensor]:
-        """Dense losses (assigned per image) on ``out`` plus the set loss through SinkhornNMS
-        on ``set_out`` (the same values; default: ``out``)."""
+        """Dense losses (assigned per image) on ``out``, the box-quality head's loss (with the
+        head; it reads ``feats``, the FPN features) and the set loss through SinkhornNMS on
+        ``set_out`` (the same values; default: ``out``)."""
         boxes = decode_boxes(out.points, out.distances)  # [B, A, 4]
         scores = candidate_scores(out).detach()
         cls_sum = qual_sum = box_sum = l1_sum = embed_sum = out.cls_logits.sum() * 0
         num_pos = 0.0
         # The candidates the NMS sees (top-scoring, wherever they are): their embeddings are
-        # what SinkhornNMS compares at inference, positives or not.
+        # what SinkhornNMS compares at inference, positives or not (and the boxes the
+        # box-quality head rates).
         has_embeddings = bool(out.embeddings.shape[-1])
         cand = (
             select_candidates(out, sizes, self.cfg.set_topk, score_thresh=0.0)
-            if has_embeddings or self.cfg.set_loss
+            if has_embeddings or self.cfg.set_loss or self.box_quality is not None
             else None
         )
         for b, target in enumerate(targets):
@@ -262,6 +263,9 @@ class FabricDetector(nn.Module):
             "box_l1": self.cfg.l1_weight * l1_sum / norm,
             "embed": embed_sum / len(targets),
         }
+        if self.box_quality is not None:
+            assert cand is not None and feats is not None, "the box-quality loss needs feats"
+            losses["box_quality"] = self._box_quality_loss(cand, feats, targets)
         if cand is not None and self.cfg.set_loss:
             if set_out is not None and set_out is not out:
                 cand = select_candidates(set_out, sizes, self.cfg.set_topk, score_thresh=0.0)
@@ -314,17 +318,13 @@ class FabricDetector(nn.Module):
         )  # fmt: skip
 
     def _box_quality_loss(
-        self,
-        out: HeadOutput,
-        feats: list[Tensor],
-        targets: list[dict[str, Tensor]],
-        sizes: list[tuple[int, int]],
+        self, cand: Candidates, feats: list[Tensor], targets: list[dict[str, Tensor]]
     ) -> Tensor:
-        """The box-quality head's loss on the candidates the NMS would see (top ``set_topk``)
-        and jittered copies of the objects' boxes, towards their IoU with their objects."""
+        """The box-quality head's loss on the candidates the NMS would see (``cand``: the top
+        ``set_topk``) and jittered copies of the objects' boxes, towards their IoU with their
+        objects."""
         head = self.box_quality
         assert head is not None
-        cand = select_candidates(out, sizes, self.cfg.set_topk, score_thresh=0.0)
         boxes, ious, index = [], [], []
         for b, target in enumerate(targets):
             m = cand.mask[b]
@@ -336,6 +336,11 @@ class FabricDetector(nn.Module):
             index.append(torch.full((len(image_boxes),), b, device=image_boxes.device))
         logits = head(feats[0].detach(), torch.cat(boxes), torch.cat(index))
         return self.cfg.box_quality_weight * box_quality_loss(logits, torch.cat(ious))
+
+    @property
+    def rescores(self) -> bool:
+        """Whether inference rescores the candidates with the box-quality head."""
+        return self.box_quality is not None and self.cfg.box_quality_rescore
 
     def rescored(
         self, cand: Candidates, out: HeadOutput, feats: list[Tensor]
@@ -363,7 +368,7 @@ class FabricDetector(nn.Module):
         ``box_quality_rescore`` and ``feats``, the FPN features), then the chosen NMS method."""
         cfg = self.cfg
         cand = select_candidates(out, sizes, cfg.topk_candidates, cfg.score_thresh)
-        if self.box_quality is not None and cfg.box_quality_rescore and feats is not None:
+        if self.rescores and feats is not None:
             cand, _ = self.rescored(cand, out, feats)
         results = []
         for b in range(len(sizes)):
