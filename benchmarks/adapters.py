@@ -23,7 +23,11 @@ the whole table).
     python benchmarks/adapters.py --out runs/adapters [--archs fcos retinanet fasterrcnn
         maskrcnn] [--steps 200] [--num-images 300] [--size 320x128] [--batch-size 4]
         [--seed 0] [--stages [rpn box both]] [--threads 1] [--classes defect|all]
-        [--arms native sinkhorn]
+        [--arms native sinkhorn] [--option KEY=VALUE ...]
+
+``--option`` sets :class:`fabricdet.models.adapters.AdapterOptions` fields of every run (e.g.
+``--option keep_weight=0`` trains through SinkhornNMS with the set loss' box term only); such
+runs are cached under names that carry the options.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,13 @@ from fabricdet.engine.config_io import apply_overrides
 from fabricdet.engine.evaluate import evaluate
 from fabricdet.engine.train import train
 from fabricdet.errors import FabricdetError
-from fabricdet.models.adapters import ARCHS, STAGES, tiny_torchvision_detector, with_sinkhorn_nms
+from fabricdet.models.adapters import (
+    ARCHS,
+    STAGES,
+    AdapterOptions,
+    tiny_torchvision_detector,
+    with_sinkhorn_nms,
+)
 from fabricdet.models.config import ModelConfig
 from fabricdet.ops import NMS_METHODS
 
@@ -81,7 +91,13 @@ class BenchDetector(nn.Module):
     """
 
     def __init__(
-        self, arch: str, num_classes: int, size: tuple[int, int], train_through: bool, stage: str
+        self,
+        arch: str,
+        num_classes: int,
+        size: tuple[int, int],
+        train_through: bool,
+        stage: str,
+        options: dict[str, Any],
     ) -> None:
         super().__init__()
         w, h = size
@@ -91,7 +107,9 @@ class BenchDetector(nn.Module):
         host = tiny_torchvision_detector(
             arch, num_classes, min_size=min(w, h), max_size=max(w, h), **thresholds
         )
-        self.adapter = with_sinkhorn_nms(host, train_through=train_through, stage=stage)
+        self.adapter = with_sinkhorn_nms(
+            host, **{**options, "train_through": train_through, "stage": stage}
+        )
         self.train_through = train_through
         self.offset = 1 if arch in TWO_STAGE else 0
         self._nms_method = "greedy"
@@ -127,13 +145,42 @@ class Factory:
     """``factory(model_config, num_classes)`` for ``fabricdet.engine.train`` (its model config
     is FabricDetector's and unused here)."""
 
-    def __init__(self, arch: str, size: tuple[int, int], train_through: bool, stage: str) -> None:
-        self.args = (arch, size, train_through, stage)
-        self.__qualname__ = f"Factory({arch}, through={train_through}, stage={stage})"
+    def __init__(
+        self,
+        arch: str,
+        size: tuple[int, int],
+        train_through: bool,
+        stage: str,
+        options: dict[str, Any],
+    ) -> None:
+        self.args = (arch, size, train_through, stage, options)
+        self.__qualname__ = f"Factory({arch}, through={train_through}, stage={stage}, {options})"
 
     def __call__(self, _cfg: ModelConfig, num_classes: int) -> BenchDetector:
-        arch, size, train_through, stage = self.args
-        return BenchDetector(arch, num_classes, size, train_through, stage)
+        return BenchDetector(self.args[0], num_classes, *self.args[1:])
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> AdapterOptions fields, each value cast to the field's type."""
+    types = {f.name: f.type for f in fields(AdapterOptions)}
+    options: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in types or key in ("train_through", "stage") or not value:
+            raise SystemExit(
+                f"--option {item!r}: expected KEY=VALUE with KEY an AdapterOptions field other "
+                "than train_through and stage (set by the arm and --stages)"
+            )
+        kind = str(types[key])
+        if kind == "bool":
+            options[key] = value.lower() in ("1", "true", "yes")
+        elif kind == "int":
+            options[key] = int(value)
+        elif kind.startswith("float"):  # float, and float | None (iou_threshold)
+            options[key] = float(value)
+        else:
+            options[key] = value
+    return options
 
 
 def one_class(dataset: DetectionDataset) -> DetectionDataset:
@@ -173,12 +220,13 @@ def train_and_score(
     """``{row: metrics for row in EVALS, STEP_TIME: seconds}`` of one trained model; cached in
     ``out/<arch>-<arm>[-<stage>].json`` (a cache missing a row gets it evaluated)."""
     name = f"{arch}-{arm}" + (f"-{stage}" if arch in TWO_STAGE else "")
+    name += "".join(f"-{k}={v}" for k, v in sorted(args.options.items()))
     cache = args.out / f"{name}.json"
     rows: dict[str, Any] = json.loads(cache.read_text()) if cache.is_file() else {}
     if all(row in rows for row in EVALS):
         return rows
     size = tuple(int(v) for v in args.size.split("x"))
-    factory = Factory(arch, size, arm == "sinkhorn", stage)  # type: ignore[arg-type]
+    factory = Factory(arch, size, arm == "sinkhorn", stage, args.options)  # type: ignore[arg-type]
     run_dir = args.out / name
     rows.setdefault(STEP_TIME, None)  # unknown when the model was trained earlier
     if not (run_dir / MODEL_FILE).is_file():
@@ -222,7 +270,9 @@ def main() -> None:
         help="one 'defect' class (default) or the 20 Tianchi categories",
     )  # fmt: skip
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    args.options = parse_options(args.option)
     torch.set_num_threads(args.threads)
     w, h = (int(v) for v in args.size.split("x"))
     dataset = load_or_generate(args.out / "data", args.num_images, 0, (w, h), progress=False)

@@ -44,7 +44,6 @@ import torch
 from fabricdet.data.dataset import DetectionDataset, ImageRecord
 from fabricdet.data.formats import load_dataset
 from fabricdet.data.synth import load_or_generate
-from fabricdet.engine.demo import DEMO_SIZE
 from fabricdet.metrics import Predictions, coco_metrics
 from fabricdet.models.config import SinkhornNMSConfig
 from fabricdet.ops import batched_nms
@@ -169,7 +168,9 @@ def score(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, help="dataset (default: render the demo's to --out)")
+    p.add_argument(
+        "--data", type=Path, help="dataset (default: render 1000 640x256 frames to --out)"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/nms-oracle"))
     p.add_argument("--split", default="all", help="split to score, or 'all'")
     p.add_argument("--repeats", type=int, default=3)
@@ -184,8 +185,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.data is not None:
         dataset = load_dataset(args.data)
-    else:  # the demo's data
-        dataset = load_or_generate(args.out / "data", 1000, 0, DEMO_SIZE, progress=False)
+    else:  # the 640x256 set the README's figures were measured on
+        dataset = load_or_generate(args.out / "data", 1000, 0, (640, 256), progress=False)
     images = [r for r in dataset.images if args.split in ("all", r.split)]
     adj = [r for r in images if adjacent(r, args.gap)]
     results: dict[str, list[tuple[float, ...]]] = {m: [] for m in METHODS}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fabricdet.engine.checkpoint import load_model
-from fabricdet.engine.demo import run_demo
+from fabricdet.engine.demo import DEMO_SIZE, DEMO_STEPS, run_demo
 from fabricdet.ops.nms import NMS_METHODS
 
 
@@ -16,6 +16,9 @@ def test_demo_writes_model_report_and_every_method(tmp_path: Path) -> None:
     published = load_model(tmp_path / "model.pt")
     # the published model decides "defective" with the threshold calibrated for the report
     threshold = published.config.eval.defect_threshold
+    # trained at the frames' own scale, on the demo's schedule (the clock stopped it first)
+    assert published.config.data.max_size == max(DEMO_SIZE)
+    assert published.config.train.max_steps == DEMO_STEPS > published.step
     assert f"at least {threshold:.3f}" in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert threshold == results["greedy"]["defect_threshold"]
     page = (tmp_path / "report.html").read_text(encoding="utf-8")

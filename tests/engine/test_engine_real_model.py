@@ -31,7 +31,7 @@ def test_real_detector_trains_evaluates_and_detects(synth, tmp_path, capsys):
 
 def test_eval_overrides_change_inference_settings_only(synth, tmp_path, capsys):
     run = tmp_path / "run"
-    train(tiny("train.max_steps=2"), synth, run, progress=False)
+    train(tiny("train.max_steps=2", "model.box_quality=true"), synth, run, progress=False)
 
     def evaluate_with(*overrides: str) -> dict:
         args = ["eval", str(run), str(synth.root), "--json", "--quiet", "--split", "all"]
@@ -42,8 +42,11 @@ def test_eval_overrides_change_inference_settings_only(synth, tmp_path, capsys):
     # The detector reads its thresholds at every call: an untrained one scores far below 0.99.
     assert evaluate_with("model.score_thresh=0.99")["num_predictions"] == 0
     loaded = load_model(run)
-    apply_inference_overrides(loaded, ["model.sinkhorn.fuse_boxes=true", "eval.batch_size=2"])
+    assert loaded.model.rescores
+    overrides = ["model.sinkhorn.fuse_boxes=true", "model.box_quality_rescore=false"]
+    apply_inference_overrides(loaded, [*overrides, "eval.batch_size=2"])
     assert loaded.model.cfg.sinkhorn.fuse_boxes is True and loaded.config.eval.batch_size == 2
+    assert not loaded.model.rescores
     for bad in ("model.width=8", "train.lr=0.1", "model.sinkhorn."):
         assert main(["eval", str(run), str(synth.root), bad]) == 2
         assert "evaluation takes inference settings only" in capsys.readouterr().err

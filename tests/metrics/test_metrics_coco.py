@@ -85,6 +85,17 @@ def test_perfect_predictions_give_ap_one():
     assert m.per_class == {1: pytest.approx(1.0), 2: pytest.approx(1.0)}
 
 
+def test_class_agnostic_ap_counts_found_defects_whatever_their_class():
+    ds = dataset({1: [(1, (0, 0, 10, 10)), (2, (20, 5, 60, 45))], 2: [(1, (3, 3, 40, 9))]})
+    # every box exact, every class swapped (1 <-> 2), plus a miss-placed box
+    rows = [(r.image_id, 3 - i.category_id, i.box, 0.9) for r in ds.images for i in r.instances]
+    p = preds([*rows, (1, 1, (70.0, 0.0, 90.0, 20.0), 0.5)])
+    assert coco_metrics(ds, p).ap == 0.0
+    found = coco_metrics(ds, p, class_agnostic=True)
+    assert (found.ap, found.ap50) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert found.per_class == {}
+
+
 def test_empty_predictions_and_quiet_stdout(capsys):
     ds = dataset({1: [(1, (0, 0, 10, 10))]})
     m = coco_metrics(ds, preds([]))

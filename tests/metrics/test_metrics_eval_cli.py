@@ -61,6 +61,8 @@ def test_tianchi_folder_with_perfect_submission(tmp_path, capsys):
         "coco_aps",
         "coco_apm",
         "coco_apl",
+        "coco_ap_agnostic",
+        "coco_ap50_agnostic",
         "per_class",
     ):
         assert key in out

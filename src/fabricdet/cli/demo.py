@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from fabricdet.cli.synth import parse_size
-from fabricdet.engine.demo import DEMO_SIZE, run_demo
+from fabricdet.engine.demo import DEMO_MINUTES, DEMO_SIZE, run_demo
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", type=parse_size, default=DEMO_SIZE, help=f"image size WxH ({w}x{h}, native scale)"
     )
-    parser.add_argument("--minutes", type=float, default=9.0, help="training time budget")
+    parser.add_argument("--minutes", type=float, default=DEMO_MINUTES, help="training time budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 

@@ -67,10 +67,11 @@ def set_nms(model: nn.Module, method: str) -> None:
 
 
 #: Run-config keys that change inference only: the NMS options and thresholds, the candidate
-#: and detection counts, the evaluation settings. Everything else describes the trained
-#: network, which the weights fix.
+#: and detection counts, whether the box-quality head rescores, the evaluation settings.
+#: Everything else describes the trained network, which the weights fix.
 INFERENCE_KEYS: tuple[str, ...] = (
     "model.sinkhorn.",
+    "model.box_quality_rescore",
     "model.score_thresh",
     "model.topk_candidates",
     "model.detections_per_img",

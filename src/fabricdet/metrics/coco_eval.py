@@ -79,12 +79,16 @@ def coco_metrics(
     iou_type: IouType = "bbox",
     verbose: bool = False,
     gt: COCO | None = None,
+    class_agnostic: bool = False,
 ) -> CocoMetrics:
     """COCO box or mask AP of ``predictions`` on ``dataset``.
 
     Args:
         iou_type: ``"bbox"`` or ``"segm"`` (needs masks on every ground-truth object and
             every prediction).
+        class_agnostic: match detections to objects whatever their classes (pycocotools'
+            ``useCats = 0``): how well defects are found and placed, not named. ``per_class``
+            is then empty.
         verbose: show pycocotools' own report (on stderr).
         gt: a :func:`gt_coco` of ``dataset`` to reuse between calls.
 
@@ -112,11 +116,12 @@ def coco_metrics(
             }
             coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev.params.useCats = 0 if class_agnostic else 1
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     stats = [float(s) for s in ev.stats[:6]]
-    per_class = _per_class(ev)
+    per_class = {} if class_agnostic else _per_class(ev)
     return CocoMetrics(*stats, per_class=per_class)
 
 

@@ -3,6 +3,8 @@
 Keys of :func:`evaluate_predictions` (others parse this form; keep it stable):
 ``tianchi_score``, ``acc``, ``map_voc``, ``map_voc_per_iou`` ({"0.1": ...}),
 ``coco_ap``, ``coco_ap50``, ``coco_ap75``, ``coco_aps``, ``coco_apm``, ``coco_apl``,
+``coco_ap_agnostic``, ``coco_ap50_agnostic`` (class-agnostic: a defect found and placed counts
+whatever class it is given, what an inspection line that only flags defects needs),
 ``per_class`` ({name: {"voc_ap", "coco_ap"}}), ``num_images``, ``num_gt``,
 ``num_predictions``; and, when masks are present on both sides, ``mask_ap``, ``mask_ap50``,
 ``mask_ap75``, ``mask_miou``, ``mask_boundary_iou``. COCO values are -1 where there is no
@@ -40,6 +42,7 @@ def evaluate_predictions(
     tc = tianchi_score(dataset, predictions, score_threshold=score_threshold)
     gt = gt_coco(dataset, verbose)
     box = coco_metrics(dataset, predictions, iou_type="bbox", verbose=verbose, gt=gt)
+    found = coco_metrics(dataset, predictions, verbose=verbose, gt=gt, class_agnostic=True)
     names = {c.id: c.name for c in dataset.categories}
     per_class = {
         names[c]: {"voc_ap": tc.per_class.get(c, 0.0), "coco_ap": box.per_class.get(c, -1.0)}
@@ -57,6 +60,8 @@ def evaluate_predictions(
         "coco_aps": box.aps,
         "coco_apm": box.apm,
         "coco_apl": box.apl,
+        "coco_ap_agnostic": found.ap,
+        "coco_ap50_agnostic": found.ap50,
         "per_class": per_class,
         "num_images": len(dataset.images),
         "num_gt": sum(len(r.instances) for r in dataset.images),

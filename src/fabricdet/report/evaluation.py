@@ -36,6 +36,7 @@ _METRICS = (
     ("COCO AP50", "coco_ap50"),
     ("COCO AP75", "coco_ap75"),
     ("COCO AP small / medium / large", ("coco_aps", "coco_apm", "coco_apl")),
+    ("COCO AP / AP50, class-agnostic", ("coco_ap_agnostic", "coco_ap50_agnostic")),
     ("Tianchi score", "tianchi_score"),
     ("ACC (defective vs normal)", "acc"),
     ("VOC mAP", "map_voc"),
