@@ -20,7 +20,7 @@ def test_demo_writes_model_report_and_every_method(tmp_path: Path) -> None:
     assert published.config.data.max_size == max(DEMO_SIZE)
     assert published.config.train.max_steps == DEMO_STEPS > published.step
     assert f"at least {threshold:.3f}" in (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert threshold == results["greedy"]["defect_threshold"]
+    assert threshold == results[published.model.nms_method]["defect_threshold"]
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "sinkhorn" in page and page.count("data:image/png;base64,") >= 1
     assert "--minutes 60" in page  # how to go past the demo's budget

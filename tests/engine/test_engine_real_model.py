@@ -10,6 +10,7 @@ from engine_testdata import tiny
 
 from fabricdet.cli import main
 from fabricdet.engine import evaluate_all_nms, load_model, train
+from fabricdet.engine.evaluate import calibrate_defect_threshold
 from fabricdet.engine.inference import apply_inference_overrides
 from fabricdet.ops.nms import NMS_METHODS
 
@@ -52,3 +53,21 @@ def test_eval_overrides_change_inference_settings_only(synth, tmp_path, capsys):
         assert "evaluation takes inference settings only" in capsys.readouterr().err
     assert main(["eval", str(run), str(synth.root), "model.sinkhorn.eps=-1"]) == 2
     assert "model.sinkhorn.eps" in capsys.readouterr().err
+
+
+def test_eval_calibrates_the_defect_threshold_per_nms_method(synth, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny("train.max_steps=2"), synth, run, progress=False)
+    loaded = load_model(run)
+    expected = {}
+    for method in ("greedy", "wbf"):
+        loaded.model.nms_method = method
+        expected[method] = calibrate_defect_threshold(loaded, synth, split="all", progress=False)
+    args = ["eval", str(run), str(synth.root), "--json", "--quiet", "--split", "all"]
+    assert main([*args, "--nms", "all", "--calibrate-on", "all"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert {m: results[m]["defect_threshold"] for m in expected} == expected
+    assert main([*args, "--nms", "wbf", "--calibrate-on", "all"]) == 0
+    assert json.loads(capsys.readouterr().out)["defect_threshold"] == expected["wbf"]
+    assert main([*args, "--calibrate-on", "all", "--defect-threshold", "0.5"]) == 2
+    assert "not both" in capsys.readouterr().err

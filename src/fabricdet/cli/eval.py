@@ -11,6 +11,8 @@ inside the graph (``--nms`` cannot change it). ``--report FILE.html`` also write
 self-contained HTML report (:mod:`fabricdet.report.evaluation`); with ``--nms all``, one per
 method, named ``FILE_<method>.html``. ``key=value`` overrides change inference settings of the
 run (``model.sinkhorn.*``, thresholds, candidate counts, ``eval.*``) for this evaluation only.
+``--calibrate-on val`` chooses the defect threshold (which images the submission calls
+defective) on another split, for each NMS method with its own scores, as the demo's report does.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from typing import Any
 from fabricdet.data.formats import load_dataset_with_report
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.config import validate
-from fabricdet.engine.evaluate import EvalCapture, evaluate, evaluate_all_nms
+from fabricdet.engine.evaluate import EvalCapture, calibrated, evaluate, evaluate_all_nms
 from fabricdet.engine.inference import apply_inference_overrides, check_nms
+from fabricdet.errors import FabricdetError
 from fabricdet.metrics import format_summary
 from fabricdet.ops.nms import NMS_METHODS
 
@@ -67,6 +70,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="an image is defective when a detection scores at least this; the Tianchi "
         "submission keeps those images (default: the run's eval.defect_threshold)",
     )
+    parser.add_argument(
+        "--calibrate-on",
+        default=None,
+        metavar="SPLIT",
+        help="instead, choose the defect threshold most accurate on SPLIT (e.g. val), for each "
+        "NMS method on its own",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--report",
@@ -85,6 +95,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.nms is not None and args.nms != ALL_METHODS:
         check_nms(args.nms)
+    if args.calibrate_on is not None and args.defect_threshold is not None:
+        raise FabricdetError("give --defect-threshold or --calibrate-on, not both")
     loaded = load_model(args.model, device="cpu")
     apply_inference_overrides(loaded, args.overrides)
     dataset, report = load_dataset_with_report(args.data, strict=not args.lenient)
@@ -108,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.quiet,
             captures=captures if args.report else None,
+            calibrate_on=args.calibrate_on,
         )
         for method, summary in results.items():
             _report(args, report_path(args.report, method), summary, captures.get(method))
@@ -118,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"== NMS {method}: {summary['ms_per_image']:.1f} ms/image")
                 print(format_summary(summary), end="\n\n")
         return 0
+    if args.calibrate_on is not None:
+        eval_cfg = calibrated(
+            loaded, dataset, eval_cfg, nms=args.nms, split=args.calibrate_on,
+            device=args.device, progress=not args.quiet,
+        )  # fmt: skip
     capture = EvalCapture() if args.report else None
     summary = evaluate(
         loaded,

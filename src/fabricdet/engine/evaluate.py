@@ -172,6 +172,33 @@ def calibrate_defect_threshold(
     return best_defect_threshold(subset, preds)
 
 
+def calibrated(
+    loaded: LoadedModel,
+    dataset: DetectionDataset,
+    eval_cfg: EvalConfig,
+    *,
+    nms: str | None,
+    split: str,
+    device: str = "auto",
+    progress: bool = True,
+) -> EvalConfig:
+    """``eval_cfg`` with the defect threshold of :func:`calibrate_defect_threshold` on
+    ``split`` with NMS ``nms`` (``None``: the model's own). Each NMS method scores on its own
+    scale (WBF averages a cluster's scores, soft-NMS decays them), so a threshold chosen for
+    one method misjudges another."""
+    original = getattr(loaded.model, "nms_method", None)
+    if nms is not None:
+        set_nms(loaded.model, nms)
+    try:
+        threshold = calibrate_defect_threshold(
+            loaded, dataset, split=split, device=device, progress=progress
+        )
+    finally:
+        if original is not None:
+            loaded.model.nms_method = original
+    return dataclasses.replace(eval_cfg, defect_threshold=threshold)
+
+
 def defective_images_only(preds: Predictions, threshold: float) -> Predictions:
     """The detections of the images whose best detection scores at least ``threshold``: a
     Tianchi submission (every image named in it counts as defective)."""
@@ -299,25 +326,32 @@ def evaluate_all_nms(
     device: str = "auto",
     progress: bool = True,
     captures: dict[str, EvalCapture] | None = None,
+    calibrate_on: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`evaluate` once per NMS method on the same model and split.
 
     The model runs again for each method (the dense outputs are not cached): simple, and the
     latency of each method then includes everything it costs. ``captures``, if given, gets
-    ``{method: EvalCapture}``.
+    ``{method: EvalCapture}``. With ``calibrate_on`` (a split), each method's defect threshold
+    is the one most accurate on that split with that method (:func:`calibrated`).
 
     Returns:
         ``{method: summary}`` in the order of ``methods``.
     """
+    cfg = eval_cfg or loaded.config.eval
     results = {}
     for m in methods:
         capture = EvalCapture() if captures is not None else None
+        if calibrate_on is not None:
+            cfg = calibrated(
+                loaded, dataset, cfg, nms=m, split=calibrate_on, device=device, progress=progress
+            )
         results[m] = evaluate(
             loaded,
             dataset,
             split=split,
             nms=m,
-            eval_cfg=eval_cfg,
+            eval_cfg=cfg,
             out_dir=out_dir,
             device=device,
             progress=progress,
