@@ -1,9 +1,9 @@
 """Whole-detector speed: images per second and the share of the NMS in the latency.
 
-For each image size (default: the full Tianchi frame 2446x1000 and the CPU demo's 640x256) it
-times the network (backbone, FPN, head) and then each NMS method's post-processing (candidate
-selection and the NMS) on the same head outputs, so the methods are compared on identical
-candidates. With ``--model`` the trained
+For each image size (default: the full Tianchi frame 2446x1000 and 640x256, the default
+preset's input size) it times the network (backbone, FPN, head) and then each NMS method's
+post-processing (candidate selection and the NMS) on the same head outputs, so the methods are
+compared on identical candidates. With ``--model`` the trained
 model's candidates are used; without, a randomly initialised default model (``--set``:
 model overrides, e.g. ``model.box_quality=true``), whose candidates hit the
 ``topk_candidates`` cap (1000): the worst case for the NMS. A model with the box-quality head
