@@ -342,8 +342,9 @@ def evaluate_all_nms(
     results = {}
     for m in methods:
         capture = EvalCapture() if captures is not None else None
+        method_cfg = cfg
         if calibrate_on is not None:
-            cfg = calibrated(
+            method_cfg = calibrated(
                 loaded, dataset, cfg, nms=m, split=calibrate_on, device=device, progress=progress
             )
         results[m] = evaluate(
@@ -351,7 +352,7 @@ def evaluate_all_nms(
             dataset,
             split=split,
             nms=m,
-            eval_cfg=cfg,
+            eval_cfg=method_cfg,
             out_dir=out_dir,
             device=device,
             progress=progress,
