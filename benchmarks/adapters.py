@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ from fabricdet.data.categories import Category
 from fabricdet.data.dataset import DetectionDataset
 from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.checkpoint import MODEL_FILE, load_model
-from fabricdet.engine.config import preset
-from fabricdet.engine.config_io import apply_overrides
+from fabricdet.engine.config import ConfigError, preset
+from fabricdet.engine.config_io import apply_overrides, from_dict
 from fabricdet.engine.evaluate import evaluate
 from fabricdet.engine.train import train
 from fabricdet.errors import FabricdetError
@@ -161,26 +161,17 @@ class Factory:
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
-    """``["KEY=VALUE", ...]`` -> AdapterOptions fields, each value cast to the field's type."""
-    types = {f.name: f.type for f in fields(AdapterOptions)}
-    options: dict[str, Any] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if key not in types or key in ("train_through", "stage") or not value:
-            raise SystemExit(
-                f"--option {item!r}: expected KEY=VALUE with KEY an AdapterOptions field other "
-                "than train_through and stage (set by the arm and --stages)"
-            )
-        kind = str(types[key])
-        if kind == "bool":
-            options[key] = value.lower() in ("1", "true", "yes")
-        elif kind == "int":
-            options[key] = int(value)
-        elif kind.startswith("float"):  # float, and float | None (iou_threshold)
-            options[key] = float(value)
-        else:
-            options[key] = value
-    return options
+    """``["KEY=VALUE", ...]`` -> the named AdapterOptions fields, typed and validated as a
+    config file's values are."""
+    raw = dict(item.partition("=")[::2] for item in items)
+    fixed = {"train_through", "stage"} & raw.keys()
+    try:
+        if fixed:
+            raise ConfigError(f"{', '.join(sorted(fixed))}: set by the arm and --stages")
+        options = from_dict(AdapterOptions, raw)
+    except (ConfigError, ValueError) as err:
+        raise SystemExit(f"--option: {err}") from None
+    return {key: getattr(options, key) for key in raw}
 
 
 def one_class(dataset: DetectionDataset) -> DetectionDataset:

@@ -28,7 +28,7 @@ from fabricdet.engine.checkpoint import LoadedModel
 from fabricdet.engine.config import EvalConfig
 from fabricdet.engine.data import TorchDetectionDataset, collate, select_split, worker_context
 from fabricdet.engine.distributed import resolve_device
-from fabricdet.engine.inference import Runner, set_nms
+from fabricdet.engine.inference import Runner, nms_switched
 from fabricdet.engine.monitor import Progress
 from fabricdet.errors import DataError
 from fabricdet.metrics import (
@@ -186,16 +186,10 @@ def calibrated(
     ``split`` with NMS ``nms`` (``None``: the model's own). Each NMS method scores on its own
     scale (WBF averages a cluster's scores, soft-NMS decays them), so a threshold chosen for
     one method misjudges another."""
-    original = getattr(loaded.model, "nms_method", None)
-    if nms is not None:
-        set_nms(loaded.model, nms)
-    try:
+    with nms_switched(loaded.model, nms):
         threshold = calibrate_defect_threshold(
             loaded, dataset, split=split, device=device, progress=progress
         )
-    finally:
-        if original is not None:
-            loaded.model.nms_method = original
     return dataclasses.replace(eval_cfg, defect_threshold=threshold)
 
 
@@ -275,10 +269,8 @@ def evaluate(
     split = split or loaded.config.data.val_split
     nms = nms or cfg.nms or loaded.config.model.nms
     subset = select_split(dataset, split)
-    original = getattr(loaded.model, "nms_method", None)
-    set_nms(loaded.model, nms)
     latencies: list[float] = []
-    try:
+    with nms_switched(loaded.model, nms):
         preds, ms = predict_dataset(
             loaded,
             subset,
@@ -287,9 +279,6 @@ def evaluate(
             progress=progress,
             latencies_ms=latencies,
         )
-    finally:
-        if original is not None:
-            loaded.model.nms_method = original
     if capture is not None:
         capture.dataset, capture.predictions, capture.latencies_ms = subset, preds, latencies
         capture.device = str(resolve_device(device))

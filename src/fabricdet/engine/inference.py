@@ -7,7 +7,8 @@ Shared by evaluation (dataset splits) and inference (loose image files).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,23 @@ def set_nms(model: nn.Module, method: str) -> None:
             "switched; evaluate without --nms"
         )
     model.nms_method = method
+
+
+@contextmanager
+def nms_switched(model: nn.Module, method: str | None) -> Iterator[None]:
+    """The model's NMS is ``method`` inside the block (``None``: left as it is), its own after.
+
+    Raises:
+        as :func:`set_nms`.
+    """
+    original = getattr(model, "nms_method", None)
+    if method is not None:
+        set_nms(model, method)
+    try:
+        yield
+    finally:
+        if original is not None:
+            model.nms_method = original
 
 
 #: Run-config keys that change inference only: the NMS options and thresholds, the candidate
