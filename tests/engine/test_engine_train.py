@@ -26,7 +26,7 @@ from fabricdet.engine import (
 )
 from fabricdet.engine import checkpoint as checkpoint_module
 from fabricdet.engine.checkpoint import load_checkpoint
-from fabricdet.engine.optim import Schedule, lr_factor
+from fabricdet.engine.optim import SETTLE_STEPS, Schedule, lr_factor
 from fabricdet.errors import DataError
 
 HERE = Path(__file__).parent
@@ -129,12 +129,29 @@ def test_schedule_follows_steps_or_the_clock():
     assert lr_factor(10, 0.0, cfg) == pytest.approx(1.0)
     assert lr_factor(50, 0.5, cfg) == pytest.approx(0.55)
     assert lr_factor(100, 1.0, cfg) == pytest.approx(0.1)
-    by_steps, by_clock = Schedule(cfg), Schedule(cfg, budget_s=60.0)
-    by_clock.trained_s = 45.0
-    assert by_steps.progress(20) == 0.2 and by_clock.progress(20) == 0.75
-    assert by_clock.progress(90) == 0.9 and not by_clock.done(90)
-    by_clock.trained_s = 60.0
-    assert by_clock.done(20)
+    by_steps, by_clock = Schedule(cfg), Schedule(cfg, budget_s=100.0)
+    assert by_steps.progress(20) == 0.2 and not by_steps.done(99) and by_steps.done(100)
+    # 0.5 s per step: the 60 steps left fit the 50 s left, so the clock does not steer (the
+    # settling steps' slow start does not count)
+    for step in range(1, 41):
+        by_clock.record(step, 2.0 if step <= SETTLE_STEPS else 0.5)
+    assert by_clock.trained_s == 50.0
+    assert by_clock.progress(40) == 0.4  # as by steps alone, though half the budget is spent
+    # 5 s per step from now on: the 55 steps left no longer fit the 25 s left; the run
+    # re-plans to end when the budget does
+    for step in range(41, 46):
+        by_clock.record(step, 5.0)
+    rate = 25 / 35.0  # settled steps per second
+    assert by_clock.progress(45) == pytest.approx(45 / (45 + 25 * rate))
+    assert not by_clock.done(45)
+    # progress never goes back: a faster step afterwards keeps p where it was
+    by_clock.record(46, 0.0)
+    assert by_clock.progress(46) >= by_clock.progress(45)
+    by_clock.record(47, 30.0)
+    assert by_clock.trained_s >= 100.0 and by_clock.done(47)
+    resumed = Schedule(cfg, budget_s=None)
+    resumed.load_state_dict(by_clock.state_dict(), None)
+    assert resumed.budget_s == 100.0 and resumed.done(47)
 
 
 def test_run_folder_errors(synth, tmp_path):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from fabricdet.models import ModelConfig, build_model
 from fabricdet.models.set_loss import RANK_TEMPERATURE, SetCriterion, SetLossScores, slot_rank_loss
-from fabricdet.ops import SinkhornNMSOutput
+from fabricdet.ops import SinkhornNMS, SinkhornNMSOutput
 
 
 def _slots(scores: torch.Tensor, keep_prob: torch.Tensor) -> SinkhornNMSOutput:
@@ -112,3 +113,28 @@ def test_the_ranking_term_skips_a_slot_whose_boxes_all_lie_closer_to_another_obj
     loss = slot_rank_loss(plan, boxes, scores, mask, torch.tensor([1, 0]), gt, power=4.0)
     loss.backward()
     assert scores.grad is not None and torch.isfinite(scores.grad).all()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_box_term_trains_the_fused_boxes_or_only_the_seeds(fused: bool) -> None:
+    # two duplicates of one object and a lone box elsewhere: one slot per object
+    boxes = torch.tensor(
+        [[[10.0, 10.0, 50.0, 30.0], [12.0, 11.0, 52.0, 31.0], [100.0, 10.0, 140.0, 30.0]]],
+        requires_grad=True,
+    )
+    scores = torch.tensor([[0.9, 0.6, 0.8]])
+    labels = torch.zeros(1, 3, dtype=torch.long)
+    nms = SinkhornNMS(iou_threshold=0.5, eps=0.5, fuse_boxes=fused, decode_iters=0)
+    out = nms(boxes, scores, labels, mask=torch.ones(1, 3, dtype=torch.bool))
+    target = {"boxes": torch.tensor([[11.0, 12.0, 51.0, 33.0]]), "labels": torch.tensor([0])}
+    SetCriterion()(out, [target])["set_box"].backward()
+    grad = boxes.grad[0].abs().sum(1)  # type: ignore[union-attr]
+    moved = grad > 1e-6 * grad.max()  # the soft plan leaves the far box a trace of mass
+    # the fused box averages the object's two duplicates; the seed is the better-scored one
+    assert moved.tolist() == ([True, True, False] if fused else [True, False, False])
+
+
+def test_the_detector_trains_the_set_loss_on_the_boxes_it_is_told_to() -> None:
+    for fused in (True, False):
+        cfg = ModelConfig(width=8, fpn_channels=16, embed_dim=8, set_loss_fused_boxes=fused)
+        assert build_model(cfg, num_classes=2).sinkhorn.fuse_boxes is fused

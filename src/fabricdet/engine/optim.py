@@ -3,10 +3,15 @@
 The schedule follows the run's *progress* ``p`` in [0, 1]:
 
 - a step budget alone: ``p = step / max_steps`` (deterministic, so a resumed run is exact);
-- with a time budget as well (``fabricdet train --minutes M``):
-  ``p = max(step / max_steps, trained_seconds / (60 M))``, so a run limited by the clock still
-  decays its learning rate to the end and anneals SinkhornNMS' eps fully, instead of being cut
-  off at the peak of the schedule. The clock counts training time across resumed sessions.
+- with a time budget as well (``fabricdet train --minutes M``): the same, as long as the
+  remaining steps fit the remaining time at the rate measured so far, so a machine fast enough
+  for the whole schedule trains exactly the run a step budget alone would (the clock cannot
+  steer it, and the same seed gives the same model). Once they do not fit, the run re-plans
+  to end on time: ``p = step / (step + remaining seconds * steps per second)``, so a run
+  limited by the clock still decays its learning rate to the end and anneals SinkhornNMS' eps
+  fully, instead of being cut off at the peak of the schedule. ``p`` never decreases (a
+  machine that speeds up again does not raise the learning rate), and the clock counts
+  training time across resumed sessions.
 
 The same ``p`` goes to the model's ``set_epoch_progress``.
 """
@@ -49,6 +54,11 @@ def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
     return warm * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 
 
+#: Steps of each session left out of the rate that plans a time-budgeted run: the first ones
+#: pay for starting the data loader's workers and for first-call allocations.
+SETTLE_STEPS = 20
+
+
 class Schedule:
     """Progress of a run and the learning rate that follows it (see the module docstring).
 
@@ -61,13 +71,31 @@ class Schedule:
         self.cfg = cfg
         self.budget_s = budget_s
         self.trained_s = 0.0  # training time of all sessions so far
+        self.floor = 0.0  # the progress reached so far: p never goes back
+        self._session_steps = 0
+        self._rate_steps, self._rate_s = 0, 0.0  # this session's settled steps, their time
+
+    def record(self, step: int, seconds: float) -> None:
+        """Account a finished step (``step`` steps done) that took ``seconds``."""
+        self.trained_s += seconds
+        self._session_steps += 1
+        if self._session_steps > SETTLE_STEPS:
+            self._rate_steps += 1
+            self._rate_s += seconds
+        self.floor = self.progress(step)
 
     def progress(self, step: int) -> float:
         """``p`` in [0, 1] after ``step`` steps."""
         p = step / self.cfg.max_steps
         if self.budget_s is not None:
-            p = max(p, self.trained_s / self.budget_s if self.budget_s > 0 else 1.0)
-        return min(1.0, p)
+            left_s = self.budget_s - self.trained_s
+            if left_s <= 0:
+                return 1.0
+            if self._rate_steps > 0:
+                rate = self._rate_steps / max(self._rate_s, 1e-9)
+                if (self.cfg.max_steps - step) / rate > left_s:
+                    p = step / (step + left_s * rate)
+        return min(1.0, max(p, self.floor))
 
     def done(self, step: int) -> bool:
         return self.progress(step) >= 1.0
@@ -80,10 +108,14 @@ class Schedule:
         return float(optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"budget_s": self.budget_s, "trained_s": self.trained_s}
+        return {"budget_s": self.budget_s, "trained_s": self.trained_s, "floor": self.floor}
 
     def load_state_dict(self, state: dict[str, Any], budget_s: float | None) -> None:
         """Restore the clock; a new ``budget_s`` (``--minutes`` given again on resume)
-        replaces the saved one."""
+        replaces the saved one, and the progress it was planned by."""
         self.trained_s = float(state["trained_s"])
-        self.budget_s = budget_s if budget_s is not None else state["budget_s"]
+        self.budget_s = state["budget_s"]
+        # "floor" is missing from checkpoints written before the re-planning schedule
+        self.floor = float(state.get("floor", 0.0))
+        if budget_s is not None and budget_s != self.budget_s:
+            self.budget_s, self.floor = budget_s, 0.0

@@ -11,11 +11,11 @@
   :mod:`fabricdet.engine.ema`) + config + category map (see :mod:`fabricdet.engine.checkpoint`);
 - ``tb/``: TensorBoard scalars (losses, learning rate) when tensorboard is installed.
 
-The run stops at ``train.max_steps``, when a ``minutes`` training-time budget is spent (the
-schedule then follows the clock, see :mod:`fabricdet.engine.optim`), or after
-``stop_after_steps`` steps of this session, whichever comes first. A resumed run continues
-exactly when it is scheduled by steps; a time-budgeted one follows the clock, which no run
-repeats.
+The run stops at ``train.max_steps``, when a ``minutes`` training-time budget is spent (a
+run that would not finish its steps in time re-plans its schedule to end on time, see
+:mod:`fabricdet.engine.optim`), or after ``stop_after_steps`` steps of this session, whichever
+comes first. A resumed run continues exactly when it is scheduled by steps, or by a time budget
+its steps fit; a run the clock re-planned follows the clock, which no run repeats.
 """
 
 from __future__ import annotations
@@ -323,10 +323,11 @@ def train(
         dataset: any loaded dataset; images without a split are assigned one
             (:func:`~fabricdet.data.formats.assign_splits`).
         out_dir: the run folder (see the module docstring).
-        minutes: training-time budget: the learning-rate schedule and the model's progress
-            follow the clock as well as the steps, and the run stops when either budget is
-            spent (see :mod:`fabricdet.engine.optim`). Counted across resumed sessions; given
-            again on resume, it replaces the saved budget.
+        minutes: training-time budget: the run stops when either budget is spent, and when
+            the steps left no longer fit the time left, the learning-rate schedule and the
+            model's progress re-plan to end on time (see :mod:`fabricdet.engine.optim`).
+            Counted across resumed sessions; given again on resume, it replaces the saved
+            budget.
         resume: continue the run in ``out_dir`` from its checkpoint.
         model_factory: builds the model; default ``fabricdet.models.build_model`` (on resume:
             the builder recorded in the checkpoint).
@@ -398,7 +399,7 @@ def _run(trainer: _Trainer, stop_after_steps: int | None, progress: bool) -> Non
             # same step: take the slowest rank's step time and any rank's stop request.
             out_of_steps = stop_after_steps is not None and session_steps >= stop_after_steps
             stop, seconds = max_over_ranks(info, out_of_steps, time.perf_counter() - tick)
-            schedule.trained_s += seconds
+            schedule.record(trainer.step, seconds)
             if stop:
                 break
     except KeyboardInterrupt:

@@ -12,8 +12,8 @@ class SinkhornNMSConfig:
 
     ``fuse_boxes`` applies at inference: each kept slot outputs its seed's own box (default) or
     the plan-weighted fused box. On the trained detectors the fused boxes cost AP, AP50 and
-    most of all the adjacent defects (README, "The ablation under today's default"). The set
-    loss always trains the fused boxes, which DESIGN's set loss regresses.
+    most of all the adjacent defects (README, "The ablation under today's default"). What the
+    set loss trains is ``ModelConfig.set_loss_fused_boxes``.
     """
 
     iou_threshold: float = 0.5
@@ -143,6 +143,9 @@ class ModelConfig:
             ``raw``: the set loss' gradient through the plan as it is (its size grows like
             ``1 / eps`` as training anneals eps); ``eps``: scaled by ``eps / eps_start``, so it
             keeps the size it had at the start.
+        set_loss_fused_boxes: the set loss' box term (and its matching) takes each slot's
+            plan-fused box, as DESIGN's set loss does (``True``), or its seed's own box, the
+            box inference outputs (``False``; then only the seeds' boxes are trained by it).
         set_loss_spatial_grad: the set loss' gradient through the plan reaches the boxes by
             the spatial term (``False``, default: only by the fused boxes, so the loss cannot
             change the matching by moving boxes; with it, training through SinkhornNMS moved
@@ -187,6 +190,7 @@ class ModelConfig:
     set_loss_backbone: bool = True
     set_loss_plan_grad: str = "none"
     set_loss_spatial_grad: bool = False
+    set_loss_fused_boxes: bool = True
     l1_weight: float = 1.0
     assign_min_k: int = 12
     assign_topk: int = 20

@@ -2,13 +2,13 @@
 
 torchvision's contract: ``model(images, targets=None)`` with ``images`` a list of
 ``Tensor[3, H, W]`` in [0, 1] (any sizes; wide images stay wide, they are only padded to a
-multiple of the largest stride). Training returns a dict of named losses: the dense
-one-to-many losses (``cls``, ``quality``, ``box``, ``box_l1``, ``embed``) and the set loss on
-SinkhornNMS' slots (``set_keep``, ``set_box``; ``set_rank`` with ``set_loss_rank_weight``),
-whose gradients reach the seeds' scores and, through the slots' fused boxes, the candidates'
-boxes; by default the matching itself is held constant (``set_loss_plan_grad``: also through
-the plan, to scores and embeddings; ``set_loss_spatial_grad``: also to boxes by the plan's
-spatial term). Eval returns one dict
+multiple of the largest stride). Training returns a dict of named losses: the dense one-to-many
+losses (``cls``, ``quality``, ``box``, ``box_l1``, ``embed``) and the set loss on SinkhornNMS'
+slots (``set_keep``, ``set_box``; ``set_rank`` with ``set_loss_rank_weight``), whose gradients
+reach the seeds' scores and, through the slots' fused boxes (or the seeds' own,
+``set_loss_fused_boxes=false``), the candidates' boxes; by default the matching itself is held
+constant (``set_loss_plan_grad``: also through the plan, to scores and embeddings;
+``set_loss_spatial_grad``: also to boxes by the plan's spatial term). Eval returns one dict
 per image with ``boxes`` (Tensor[K, 4], xyxy in input pixels), ``scores`` (Tensor[K]) and
 ``labels`` (Tensor[K] int64, 0-based); the NMS method is the attribute ``nms_method`` and can
 be changed at any time.
@@ -87,11 +87,13 @@ class FabricDetector(nn.Module):
         sk = cfg.sinkhorn
         # The training losses' SinkhornNMS: on the edge list (the dense solve's plan, several
         # times cheaper; traced graphs get the dense solve) and without the hard decode, which
-        # the losses do not use (inference runs batched_nms, export its own copy). It always
-        # fuses: the set loss regresses the fused boxes whatever the inference outputs.
+        # the losses do not use (inference runs batched_nms, export its own copy). Its slots'
+        # boxes are the ones the set loss regresses: fused or the seeds' own, by the config,
+        # whatever the inference outputs.
         self.sinkhorn = SinkhornNMS(
             iou_threshold=sk.iou_threshold, max_slots=cfg.slots, num_classes=num_classes,
-            edges=True, **{**sk.solver_options(sk.eps_start), "fuse_boxes": True},
+            edges=True,
+            **{**sk.solver_options(sk.eps_start), "fuse_boxes": cfg.set_loss_fused_boxes},
             decode_iters=0, spatial_grad=cfg.set_loss_spatial_grad,
         )  # fmt: skip
         self.sinkhorn.plan_grad_scale = self._plan_grad_scale()

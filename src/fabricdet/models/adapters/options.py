@@ -42,7 +42,7 @@ class AdapterOptions:
             the kept candidates' own boxes, as the host's NMS outputs them: on the natively
             trained hosts they never scored below the host's NMS, while the fused boxes went
             from 0.027 AP below them on Faster R-CNN to 0.008 above on Mask R-CNN, README
-            "torchvision detectors"). The set loss always trains the fused boxes.
+            "torchvision detectors").
         fuse_power: the fused box weights each duplicate's plan mass by its score to this
             power (:func:`fabricdet.ops.sinkhorn_nms_terms.fusion_factor`).
         train_through: add the set loss on SinkhornNMS' slots to the host's losses in training.
@@ -51,6 +51,8 @@ class AdapterOptions:
         set_warmup: fraction of training over which the set loss ramps in from 0 (the slots
             mean nothing until the heads produce sensible candidates).
         set_min_iou: a slot matches an object only above this IoU.
+        set_fused_boxes: the set loss' box term takes each slot's plan-fused box (``True``)
+            or its seed's own box (``False``), as the detector's ``model.set_loss_fused_boxes``.
         set_plan_grad: the set loss' gradient through SinkhornNMS' plan, as the detector's
             ``model.set_loss_plan_grad``: ``none`` (default) holds the matching constant, so
             the set loss trains the slots' scores and, through the fused boxes, the
@@ -87,6 +89,7 @@ class AdapterOptions:
     set_weight: float = 1.0
     set_warmup: float = 0.3
     set_min_iou: float = 0.3
+    set_fused_boxes: bool = True
     set_plan_grad: str = "none"
     set_spatial_grad: bool = False
     set_topk: int = 200

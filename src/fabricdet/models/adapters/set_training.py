@@ -118,6 +118,7 @@ class SetTerms(nn.Module):
             dustbin_cost=options.dustbin_cost, overlap=options.overlap,  # type: ignore[arg-type]
             nwd_scale=options.nwd_scale, fuse_power=options.fuse_power,
             max_slots=options.set_slots, spatial_grad=options.set_spatial_grad,
+            fuse_boxes=options.set_fused_boxes,
             edges=True, decode_iters=0,  # the set loss needs neither the dense plan nor `keep`
         )  # fmt: skip
         start = options.eps_start
