@@ -99,6 +99,12 @@ def test_a_reused_dataset_keeps_its_masks(dataset_dir: Path, tmp_path: Path) -> 
         for a, b in zip(ra.instances, rb.instances, strict=True)
     ]
     assert pairs and all(a.mask is not None and a.mask == b.mask for a, b in pairs)
+    # a folder of another size or count is refused, not trained on as if it were the one asked
+    other = (SIZE[0] // 2, SIZE[1] // 2)
+    with pytest.raises(SynthError, match=rf"holds {N} images of {SIZE[0]}x{SIZE[1]}.*another"):
+        load_or_generate(tmp_path / "ds", N, seed=7, size=other, progress=False)
+    with pytest.raises(SynthError, match=f"not the {N + 1} of"):
+        load_or_generate(tmp_path / "ds", N + 1, seed=7, size=SIZE, progress=False)
     # an edited folder is refused, not silently mixed
     coco = tmp_path / "ds" / "Annotations" / "instances_train.json"
     data = json.loads(coco.read_text())

@@ -203,11 +203,25 @@ def load_or_generate(
 ) -> DetectionDataset:
     """The synthetic dataset in ``out_dir``, rendered there first (:func:`generate_dataset`)
     unless an earlier run already wrote it: how the demo and the benchmarks resume. Either way
-    the instances carry their exact masks."""
+    the instances carry their exact masks.
+
+    Raises:
+        SynthError: the folder holds another number of images or another frame size than
+            asked for (training on it would quietly be another benchmark).
+    """
     out_dir = Path(out_dir)
-    if (out_dir / ANNOTATION_DIR / "anno_train.json").is_file():
-        return _with_masks(load_dataset(out_dir), out_dir / ANNOTATION_DIR)
-    return generate_dataset(out_dir, num_images, seed=seed, size=size, progress=progress)
+    if not (out_dir / ANNOTATION_DIR / "anno_train.json").is_file():
+        return generate_dataset(out_dir, num_images, seed=seed, size=size, progress=progress)
+    dataset = load_dataset(out_dir)
+    sizes = sorted({(r.width, r.height) for r in dataset.images})
+    if len(dataset.images) != num_images or sizes != [tuple(size)]:
+        held = ", ".join(f"{w}x{h}" for w, h in sizes)
+        raise SynthError(
+            f"{out_dir} holds {len(dataset.images)} images of {held}, not the "
+            f"{num_images} of {size[0]}x{size[1]} asked for: use another folder, or delete "
+            "this one to render it again"
+        )
+    return _with_masks(dataset, out_dir / ANNOTATION_DIR)
 
 
 def _with_masks(dataset: DetectionDataset, annotations: Path) -> DetectionDataset:
