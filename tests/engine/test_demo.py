@@ -24,6 +24,7 @@ def test_demo_writes_model_report_and_every_method(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "sinkhorn" in page and page.count("data:image/png;base64,") >= 1
     assert "--minutes 60" in page  # how to go past the demo's budget
+    assert f"{published.step} steps (of {DEMO_STEPS}: the time budget ended it sooner)" in page
     # a second run reuses the data and the trained model
     again = run_demo(tmp_path, num_images=20, minutes=0.05, progress=False, samples=1)
     assert again["greedy"]["coco_ap"] == results["greedy"]["coco_ap"]

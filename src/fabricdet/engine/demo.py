@@ -97,9 +97,11 @@ def _write_report(
 ) -> None:
     report = HtmlReport("fabricdet demo: synthetic fabric benchmark")
     test = dataset.subset("test")
+    planned = loaded.config.train.max_steps
+    cut = "" if loaded.step >= planned else f" (of {planned}: the time budget ended it sooner)"
     report.paragraph(
         f"{len(dataset.images)} synthetic images (Tianchi layout, 20 categories), trained for "
-        f"{loaded.step} steps with the set loss on SinkhornNMS' slots; scored on the "
+        f"{loaded.step} steps{cut} with the set loss on SinkhornNMS' slots; scored on the "
         f"{len(test.images)} test images with every NMS method on the same model. An image "
         "counts as defective when its best detection reaches the threshold most accurate on "
         "the validation split with the same NMS method (with the model's own, "
