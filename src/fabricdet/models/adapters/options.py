@@ -52,7 +52,8 @@ class AdapterOptions:
             mean nothing until the heads produce sensible candidates).
         set_min_iou: a slot matches an object only above this IoU.
         set_fused_boxes: the set loss' box term takes each slot's plan-fused box (``True``)
-            or its seed's own box (``False``), as the detector's ``model.set_loss_fused_boxes``.
+            or its seed's own box (``False``), as the detector's ``model.set_loss_fused_boxes``
+            (on Faster R-CNN the seeds' boxes cost more AP than the fused ones, one seed).
         set_plan_grad: the set loss' gradient through SinkhornNMS' plan, as the detector's
             ``model.set_loss_plan_grad``: ``none`` (default) holds the matching constant, so
             the set loss trains the slots' scores and, through the fused boxes, the
