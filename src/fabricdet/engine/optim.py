@@ -73,15 +73,14 @@ class Schedule:
         self.trained_s = 0.0  # training time of all sessions so far
         self.floor = 0.0  # the progress reached so far: p never goes back
         self._session_steps = 0
-        self._rate_steps, self._rate_s = 0, 0.0  # this session's settled steps, their time
+        self._settled_s = 0.0  # time of this session's steps after its first SETTLE_STEPS
 
     def record(self, step: int, seconds: float) -> None:
         """Account a finished step (``step`` steps done) that took ``seconds``."""
         self.trained_s += seconds
         self._session_steps += 1
         if self._session_steps > SETTLE_STEPS:
-            self._rate_steps += 1
-            self._rate_s += seconds
+            self._settled_s += seconds
         self.floor = self.progress(step)
 
     def progress(self, step: int) -> float:
@@ -91,8 +90,9 @@ class Schedule:
             left_s = self.budget_s - self.trained_s
             if left_s <= 0:
                 return 1.0
-            if self._rate_steps > 0:
-                rate = self._rate_steps / max(self._rate_s, 1e-9)
+            settled = self._session_steps - SETTLE_STEPS
+            if settled > 0:
+                rate = settled / max(self._settled_s, 1e-9)
                 if (self.cfg.max_steps - step) / rate > left_s:
                     p = step / (step + left_s * rate)
         return min(1.0, max(p, self.floor))
