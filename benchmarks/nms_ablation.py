@@ -16,16 +16,24 @@ Every stage resumes: a dataset or a finished run is reused, an interrupted run c
 ``--set KEY=VALUE ...`` adds config overrides to both arms (a finished run keeps the config it
 was trained with: use a new ``--out`` when changing them); ``--arms`` trains and scores only
 the arms named (a probe of one formulation against an earlier ablation's other arm).
+``--minutes`` gives each training run a time budget (its schedule re-plans to end on time
+when ``--steps`` would not fit); ``--jobs N`` trains and scores N runs at once, each in its
+own process (a GPU that one small run leaves mostly idle; ``os.cpu_count() / N`` threads each).
 
     python benchmarks/nms_ablation.py --out runs/ablation [--seeds 0 1 2] [--steps 600]
-        [--num-images 1000] [--size 640x256] [--gap 8] [--set KEY=VALUE ...] [--arms ARM ...]
+        [--minutes M] [--jobs N] [--num-images 1000] [--size 640x256] [--gap 8]
+        [--set KEY=VALUE ...] [--arms ARM ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -86,48 +94,77 @@ def _scores(loaded: Any, full: DetectionDataset, adj: DetectionDataset, nms: str
     return row
 
 
-def run_seed(
-    dataset: DetectionDataset,
-    adj: DetectionDataset,
-    out: Path,
-    seed: int,
-    steps: int,
-    extra: list[str],
-    arms: list[str],
-) -> dict[str, dict[str, float]]:
-    """``{row name: metrics}`` of one seed; cached in ``out/seed<k>.json``."""
-    cache = out / f"seed{seed}.json"
+@dataclass(frozen=True)
+class Plan:
+    """What every run of the ablation shares."""
+
+    dataset: DetectionDataset
+    adjacent: DetectionDataset
+    out: Path
+    steps: int
+    minutes: float | None
+    extra: list[str]
+    threads: int
+
+
+def run_arm(plan: Plan, seed: int, arm: str) -> dict[str, dict[str, float]]:
+    """``{row name: metrics}`` of one arm of one seed, training it first if needed; cached in
+    ``out/<arm>-<seed>/scores.json``."""
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    run_dir = plan.out / f"{arm}-{seed}"
+    cache = run_dir / "scores.json"
     if cache.is_file():
         return json.loads(cache.read_text())
+    if not (run_dir / MODEL_FILE).is_file():
+        resume = (run_dir / CONFIG_FILE).is_file()
+        cfg = None
+        if not resume:
+            schedule = [f"train.seed={seed}", f"train.max_steps={plan.steps}"]
+            cfg = apply_overrides(preset("default"), [*ARMS[arm], *schedule, *plan.extra])
+        train(cfg, plan.dataset, run_dir, minutes=plan.minutes, resume=resume, progress=False)
+    loaded = load_model(run_dir / MODEL_FILE)
+    print(f"seed {seed} {arm}: trained {loaded.step} steps", flush=True)
+    full, adj = plan.dataset, plan.adjacent
     rows: dict[str, dict[str, float]] = {}
-    for arm in arms:
-        overrides = ARMS[arm]
-        run_dir = out / f"{arm}-{seed}"
-        if not (run_dir / MODEL_FILE).is_file():
-            resume = (run_dir / CONFIG_FILE).is_file()
-            cfg = None
-            if not resume:
-                schedule = [f"train.seed={seed}", f"train.max_steps={steps}"]
-                cfg = apply_overrides(preset("default"), [*overrides, *schedule, *extra])
-            train(cfg, dataset, run_dir, resume=resume, progress=False)
-        loaded = load_model(run_dir / MODEL_FILE)
-        for method in NMS_METHODS:
-            rows[f"{arm} / {method}"] = _scores(loaded, dataset, adj, method)
-            print(f"seed {seed} {arm} / {method}: {rows[f'{arm} / {method}']}", flush=True)
-        if arm == "sinkhorn-trained":
-            sk = loaded.model.cfg.sinkhorn
-            for name, (field, value) in VARIANTS.items():
-                original = getattr(sk, field)
-                setattr(sk, field, value)
-                rows[f"{arm} / {name}"] = _scores(loaded, dataset, adj, "sinkhorn")
-                setattr(sk, field, original)
-        if loaded.model.rescores:  # the same model without its rescoring
-            loaded.model.cfg.box_quality_rescore = False
-            for method in ("greedy", "sinkhorn"):
-                rows[f"{arm} / {method}, no box rescoring"] = _scores(loaded, dataset, adj, method)
-            loaded.model.cfg.box_quality_rescore = True
+    for method in NMS_METHODS:
+        rows[f"{arm} / {method}"] = _scores(loaded, full, adj, method)
+        print(f"seed {seed} {arm} / {method}: {rows[f'{arm} / {method}']}", flush=True)
+    if arm == "sinkhorn-trained":
+        sk = loaded.model.cfg.sinkhorn
+        for name, (field, value) in VARIANTS.items():
+            original = getattr(sk, field)
+            setattr(sk, field, value)
+            rows[f"{arm} / {name}"] = _scores(loaded, full, adj, "sinkhorn")
+            setattr(sk, field, original)
+    if loaded.model.rescores:  # the same model without its rescoring
+        loaded.model.cfg.box_quality_rescore = False
+        for method in ("greedy", "sinkhorn"):
+            rows[f"{arm} / {method}, no box rescoring"] = _scores(loaded, full, adj, method)
+        loaded.model.cfg.box_quality_rescore = True
     cache.write_text(json.dumps(rows, indent=1))
     return rows
+
+
+def run_all(plan: Plan, seeds: list[int], arms: list[str], jobs: int) -> list[dict]:
+    """Per seed, ``{row name: metrics}`` over the arms; ``out/seed<k>.json`` (an earlier
+    ablation's cache) is read as it is."""
+    cached = {s: plan.out / f"seed{s}.json" for s in seeds}
+    todo = [(s, arm) for s in seeds if not cached[s].is_file() for arm in arms]
+    if jobs > 1:
+        # spawn: each process initialises its own CUDA context and loaders
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            seed_of, arm_of = [s for s, _ in todo], [arm for _, arm in todo]
+            done = list(pool.map(run_arm, [plan] * len(todo), seed_of, arm_of))
+    else:
+        done = [run_arm(plan, s, arm) for s, arm in todo]
+    per_seed: dict[int, dict] = {s: {} for s in seeds}
+    for (s, _), rows in zip(todo, done, strict=True):
+        per_seed[s].update(rows)
+    for s in seeds:
+        if cached[s].is_file():
+            per_seed[s] = json.loads(cached[s].read_text())
+    return [per_seed[s] for s in seeds]
 
 
 def main() -> None:
@@ -135,6 +172,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=600, help="training steps per run")
+    parser.add_argument("--minutes", type=float, help="training-time budget per run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     parser.add_argument("--num-images", type=int, default=1000)
     parser.add_argument("--size", default="640x256")
     parser.add_argument("--gap", type=float, default=8.0)
@@ -145,9 +184,9 @@ def main() -> None:
     w, h = (int(v) for v in args.size.split("x"))
     dataset = load_or_generate(args.out / "data", args.num_images, 0, (w, h))
     adj = adjacent_subset(dataset, "test", args.gap)
-    per_seed = [
-        run_seed(dataset, adj, args.out, s, args.steps, args.set, args.arms) for s in args.seeds
-    ]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
+    plan = Plan(dataset, adj, args.out, args.steps, args.minutes, args.set, threads)
+    per_seed = run_all(plan, args.seeds, args.arms, args.jobs)
     n_test = sum(r.split == "test" for r in dataset.images)
     print(f"\n{len(args.seeds)} seeds, {args.steps} steps each; test split {n_test} images, "
           f"adjacent subset {len(adj.images)} images")  # fmt: skip
