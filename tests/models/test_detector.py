@@ -54,6 +54,20 @@ def test_training_returns_named_finite_losses_and_gradients_reach_heads(
     assert box_reached == (spatial_grad or bool(losses["set_box"] > 0))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA autocast needs a GPU")
+def test_training_runs_under_cuda_autocast() -> None:
+    # the trainer's AMP path (float16 autocast) on the default losses, set loss included
+    torch.manual_seed(0)
+    model = build_model(SMALL, num_classes=3).cuda().train()
+    images, targets = _batch()
+    images = [im.cuda() for im in images]
+    targets = [{k: v.cuda() for k, v in t.items()} for t in targets]
+    with torch.autocast("cuda", dtype=torch.float16):
+        losses = model(images, targets)
+    assert "set_keep" in losses and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()  # type: ignore[union-attr]
+
+
 def test_the_ranking_term_joins_the_set_loss_when_weighted() -> None:
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(SMALL, set_loss_rank_weight=1.0), num_classes=3)

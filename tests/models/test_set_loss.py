@@ -48,6 +48,25 @@ def test_the_keep_loss_trains_the_scores_it_is_told_to(which: SetLossScores) -> 
             assert (scores.grad[0, 1:] > 0).all()
 
 
+def test_the_keep_loss_runs_outside_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CUDA autocast raises on binary_cross_entropy (the default AMP training crashed at its
+    # first set loss); CPU autocast lets it pass, so check the state the loss runs in.
+    seen: list[bool] = []
+    bce = torch.nn.functional.binary_cross_entropy
+
+    def recording_bce(*args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return bce(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.nn.functional, "binary_cross_entropy", recording_bce)
+    scores = torch.tensor([[0.8, 0.7, 0.6]], requires_grad=True)
+    target = {"boxes": torch.tensor([[10.0, 10, 50, 30]]), "labels": torch.tensor([0])}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = SetCriterion()(_slots(scores, torch.full((1, 3), 0.9)), [target])
+    assert seen == [False]
+    assert losses["set_keep"].dtype == torch.float32 and losses["set_keep"].isfinite()
+
+
 def _members() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One object and four candidates in slot 0: three of its duplicates, from best to worst
     placed, and a box on a neighbouring object that the plan merged into the slot."""

@@ -202,7 +202,10 @@ class SetCriterion:
         elif self.scores == "matched":
             scores = torch.where(positive, scores, scores.detach())
         prob = (scores * out.keep_prob).clamp(1e-6, 1 - 1e-6).float()
-        bce = F.binary_cross_entropy(prob, keep_target, reduction="none") * out.slot_mask
+        # The keep probability is a product, not one logit's sigmoid, so the logits form does
+        # not apply; CUDA autocast refuses the probability form, which float32 makes safe.
+        with torch.autocast(prob.device.type, enabled=False):
+            bce = F.binary_cross_entropy(prob, keep_target, reduction="none") * out.slot_mask
         # positives per object, negatives per slot: hundreds of empty slots must not drown the
         # few matched ones, nor dominate the dense losses' gradients
         keep = bce[positive].sum() / norm + bce[~positive].sum() / max(int(out.slot_mask.sum()), 1)
