@@ -10,7 +10,7 @@ from fabricdet.ops import SinkhornNMS, batched_nms
 from fabricdet.ops.boxes import pairwise_iou, pairwise_nwd, pairwise_overlap
 from fabricdet.ops.nms import sinkhorn_batched_nms
 from fabricdet.ops.sinkhorn_nms_terms import neighbourhood_reach, similarity_floor
-from fabricdet.ops.sparse_sinkhorn_nms import _sweep, neighbourhoods
+from fabricdet.ops.sparse_sinkhorn_nms import HOST_KERNEL_MAX, _sweep, neighbourhoods, uses_kernel
 
 
 def assert_same_decode(boxes, scores, labels, **options) -> None:
@@ -223,6 +223,14 @@ def test_compiled_kernel_equals_tensor_ops(seed: int, options: dict) -> None:
         assert got.keep.tolist() == ref.keep.tolist()
         torch.testing.assert_close(got.scores, ref.scores)
         torch.testing.assert_close(got.boxes, ref.boxes, rtol=1e-4, atol=1e-3)
+
+
+def test_auto_sends_cpu_inputs_and_small_gpu_inputs_to_the_compiled_kernel() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert uses_kernel("auto", cpu, 10**6)
+    assert uses_kernel("auto", cuda, HOST_KERNEL_MAX)
+    assert not uses_kernel("auto", cuda, HOST_KERNEL_MAX + 1)
+    assert uses_kernel("kernel", cuda, 10**6) and not uses_kernel("torch", cpu, 10)
 
 
 def test_unknown_backend_is_an_error() -> None:

@@ -1,8 +1,8 @@
 r"""SinkhornNMS on a sparse edge list: the fast eval path of ``batched_nms(method="sinkhorn")``.
 
-On CPU it runs by default as one compiled kernel (:mod:`fabricdet.ops.sinkhorn_nms_kernel`,
-tested to give the same kept sets); the tensor-op version below serves CUDA and
-``backend="torch"``.
+By default it runs as one compiled CPU kernel (:mod:`fabricdet.ops.sinkhorn_nms_kernel`,
+tested to give the same kept sets), also for CUDA inputs of up to :data:`HOST_KERNEL_MAX`
+candidates; the tensor-op version below serves larger CUDA inputs and ``backend="torch"``.
 
 It solves the problem of :class:`fabricdet.ops.sinkhorn_nms.SinkhornNMS` (one problem per
 class, every candidate its own slot; same costs, supplies, capacities, dustbins, iteration
@@ -95,6 +95,21 @@ from fabricdet.ops.sinkhorn_nms_terms import (
 )
 
 Backend = Literal["auto", "kernel", "torch"]
+
+#: Largest CUDA input the ``"auto"`` backend sends to the CPU kernel. The tensor-op version is
+#: bound by kernel launches and host syncs on a GPU: on an H200 it took 7.5-8.9 ms for 100 to
+#: 5000 candidates (``benchmarks/nms_speed.py``), where the CPU kernel takes 1.2 ms for 1000
+#: and 6.2 ms for 5000 on one slow core; the copy to the host is a few tens of microseconds.
+HOST_KERNEL_MAX = 5000
+
+
+def uses_kernel(backend: Backend, device: torch.device, n: int) -> bool:
+    """Whether ``n`` candidates on ``device`` are solved by the compiled CPU kernel."""
+    if backend not in ("auto", "kernel", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; use 'auto', 'kernel' or 'torch'")
+    if backend == "auto":
+        return device.type == "cpu" or n <= HOST_KERNEL_MAX
+    return backend == "kernel"
 
 
 class Neighbourhoods(NamedTuple):
@@ -317,7 +332,8 @@ def sparse_sinkhorn_nms(
     Options mean what they mean for :class:`fabricdet.ops.sinkhorn_nms.SinkhornNMS`.
     ``backend``: ``"kernel"`` (the compiled CPU kernel of
     :mod:`fabricdet.ops.sinkhorn_nms_kernel`, float64), ``"torch"`` (tensor ops, any device,
-    the input's precision) or ``"auto"`` (the kernel on CPU, tensor ops elsewhere).
+    the input's precision) or ``"auto"`` (the kernel on CPU, and elsewhere for up to
+    :data:`HOST_KERNEL_MAX` candidates; tensor ops above).
 
     Args:
         boxes (Tensor[N, 4]): xyxy boxes, finite; N >= 1.
@@ -338,7 +354,7 @@ def sparse_sinkhorn_nms(
     floor = similarity_floor(
         iou_threshold, eps, spatial_weight, dustbin_cost, quality_weight * quality_range
     )
-    if backend == "kernel" or (backend == "auto" and boxes.device.type == "cpu"):
+    if uses_kernel(backend, boxes.device, len(scores)):
         keep_mask, fused_np = sinkhorn_nms_kernel(
             boxes.detach().double().cpu().numpy(),
             scores.detach().double().cpu().numpy(),
@@ -355,8 +371,6 @@ def sparse_sinkhorn_nms(
         keep = keep[torch.argsort(scores.index_select(0, keep), descending=True, stable=True)]
         out = torch.from_numpy(fused_np).to(device=boxes.device, dtype=boxes.dtype)
         return keep, scores.index_select(0, keep), out.index_select(0, keep)
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"unknown backend {backend!r}; use 'auto', 'kernel' or 'torch'")
     n = len(scores)
     work = torch.promote_types(boxes.dtype, scores.dtype)
     work = torch.float64 if work == torch.float64 else torch.float32
