@@ -9,7 +9,9 @@ minute. Throughput scales with the pixels per metre: 1 / (mm_per_px_y) rows per 
 The detector is a trained model (``--model``) or, by default, the default architecture
 untrained (random weights), run with its input size set to the tile size (no resizing: the
 camera's resolution is the model's). An untrained model's candidates fill the top-k cap, the
-worst case for the NMS, so a trained model is at least as fast.
+worst case for the NMS, so a trained model is at least as fast. A one-frame roll is inspected
+first, untimed: the first call compiles the NMS kernel (tens of seconds on a fresh install,
+cached on disk after) and warms the device, which a running line does once.
 
     python benchmarks/roll_throughput.py [--length 1.0] [--frame 4096x256] [--mm-per-px 0.25]
         [--tile-width 1024] [--overlap 64] [--merge sinkhorn] [--model RUN/model.pt]
@@ -81,6 +83,11 @@ def main() -> None:
             score_threshold=0.05,
             merge=MergeConfig(method=args.merge),
         )
+        warm = Path(tmp) / "warm-up"
+        generate_roll(warm, fh * args.mm_per_px / 1000, frame_size=(fw, fh),
+                      mm_per_px=(args.mm_per_px,) * 2, progress=False)  # fmt: skip
+        inspect_roll(loaded, open_roll(warm / "frames"), settings, device=args.device,
+                     progress=False)  # fmt: skip
         roll = open_roll(Path(tmp) / "frames")
         insp = inspect_roll(loaded, roll, settings, device=args.device, progress=False)
     rate = 60.0 * insp.length_m / insp.seconds
