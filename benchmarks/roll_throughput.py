@@ -2,19 +2,20 @@
 
 A synthetic roll (default 1 m of 4096x256 line-scan frames at 0.25 mm/px: a 1.02 m wide
 fabric, 16 frames) is inspected end to end as ``fabricdet inspect`` does it (frames read and
-joined, windows of one frame height sharing 64 rows, sliced into 1024 px tiles sharing 64
-columns, detector, seam merge, measurement, grading), and the wall time turned into metres per
+joined, windows of one frame height sharing 64 rows, sliced into tiles sharing 64 columns,
+detector, seam merge, measurement, grading), and the wall time turned into metres per
 minute. Throughput scales with the pixels per metre: 1 / (mm_per_px_y) rows per mm.
 
-The detector is a trained model (``--model``) or, by default, the default architecture
-untrained (random weights), run with its input size set to the tile size (no resizing: the
-camera's resolution is the model's). An untrained model's candidates fill the top-k cap, the
-worst case for the NMS, so a trained model is at least as fast. A one-frame roll is inspected
+The detector is a trained model (``--model``; tiles default to its training size,
+``data.max_size``, so that they reach it unresized, at the scale it learnt) or, by default, the
+default architecture untrained (random weights, 1024 px tiles), run with its input size set to
+the tile size (no resizing: the camera's resolution is the model's). An untrained model's
+candidates fill the top-k cap, the worst case for the NMS. A one-frame roll is inspected
 first, untimed: the first call compiles the NMS kernel (tens of seconds on a fresh install,
 cached on disk after) and warms the device, which a running line does once.
 
     python benchmarks/roll_throughput.py [--length 1.0] [--frame 4096x256] [--mm-per-px 0.25]
-        [--tile-width 1024] [--overlap 64] [--merge sinkhorn] [--model RUN/model.pt]
+        [--tile-width W] [--overlap 64] [--merge sinkhorn] [--model RUN/model.pt]
         [--threads 1] [--device cpu]
 """
 
@@ -44,7 +45,7 @@ def _model(args: argparse.Namespace) -> LoadedModel:
 
     torch.manual_seed(0)
     cfg = preset("default")
-    cfg = replace(cfg, data=replace(cfg.data, max_size=args.tile_width))
+    cfg = replace(cfg, data=replace(cfg.data, max_size=args.tile_width or 1024))
     model = build_model(cfg.model, len(TIANCHI_CATEGORIES)).eval()
     return LoadedModel(model, cfg, TIANCHI_CATEGORIES, Path("untrained"), 0)
 
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--length", type=float, default=1.0, help="roll length, metres")
     parser.add_argument("--frame", default="4096x256", help="frame WxH")
     parser.add_argument("--mm-per-px", type=float, default=0.25)
-    parser.add_argument("--tile-width", type=int, default=1024)
+    parser.add_argument("--tile-width", type=int, help="default: the model's max_size, 1024")
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--merge", default="sinkhorn")
     parser.add_argument("--model", default=None)
@@ -74,6 +75,7 @@ def main() -> None:
             f"(rendered in {time.perf_counter() - start:.0f} s)"
         )
         loaded = _model(args)
+        args.tile_width = args.tile_width or loaded.config.data.max_size
         settings = RollSettings(
             mm_per_px_x=args.mm_per_px,
             mm_per_px_y=args.mm_per_px,

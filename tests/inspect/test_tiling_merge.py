@@ -14,8 +14,10 @@ from tiling_testdata import paint, painted_detector
 from fabricdet.data.tiling import tile_grid
 from fabricdet.engine.tile_merge import (
     MergeConfig,
+    _stitch_pairs,
     merge_detections,
     non_maximum_merge,
+    stitch_edges,
     truncated_sides,
 )
 from fabricdet.engine.tiled import detect_tiled, detect_tiles
@@ -134,3 +136,23 @@ def test_empty_input_and_bad_config() -> None:
     assert len(empty) == 0 and empty.boxes.shape == (0, 4)
     with pytest.raises(ValueError, match="unknown merge method"):
         MergeConfig(method="union")
+
+
+def test_seam_pairs_found_locally_equal_all_pairs() -> None:
+    # Stitching compares each chunk of cut boxes only with the boxes near it; on many random
+    # pieces over a 2-D grid it must find exactly the pairs of comparing all with all.
+    rng = np.random.default_rng(0)
+    tiles = tile_grid(2000, 1200, 320, 256, overlap=64)
+    tile_index = rng.integers(0, len(tiles), 3000)
+    frame = np.array([[t.x0, t.y0, t.x1, t.y1] for t in tiles], dtype=np.float64)[tile_index]
+    lo = frame[:, :2] + rng.uniform(-20, 300, (3000, 2)) * [1, 0.8]
+    hi = lo + rng.uniform(3, 200, (3000, 2))
+    boxes = np.concatenate([np.maximum(lo, frame[:, :2]), np.minimum(hi, frame[:, 2:])], 1)
+    labels = rng.integers(0, 3, 3000)
+    cut = truncated_sides(boxes, tile_index, tiles, tol=8.0)
+    assert cut.any(1).sum() > 1000  # many chunks, pieces cut on every side
+    i, j = stitch_edges(boxes, labels, tile_index, cut, 0.5, 8.0)
+    rows, every = np.flatnonzero(cut.any(1)), np.arange(len(boxes))
+    ref = _stitch_pairs(boxes, labels, tile_index, cut, rows, every, 0.5, 8.0)
+    assert len(i) > 100
+    assert np.array_equal(i, ref[0]) and np.array_equal(j, ref[1])  # the same pairs, in order

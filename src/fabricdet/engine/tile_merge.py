@@ -177,16 +177,21 @@ def stitch_edges(
         (i, j): ndarray[E] int each, box ``i`` cut on a side that box ``j`` carries on past.
     """
     cut_rows = np.flatnonzero(cut.any(1))
+    # Chunks of cut boxes from one tile, so that each chunk is compared only with the boxes
+    # near it (below): a roll's detections are compared locally, not all with all.
+    cut_rows = cut_rows[np.lexsort((boxes[cut_rows, 0], tile_index[cut_rows]))]
     found = [
         _stitch_rows(boxes, labels, tile_index, cut, cut_rows[k : k + _CHUNK], min_overlap, tol)
         for k in range(0, len(cut_rows), _CHUNK)
     ]
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+    i, j = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+    order = np.lexsort((j, i))
+    return i[order], j[order]
 
 
-#: Cut boxes compared with all boxes at once (bounds the [T, N] temporaries of a long roll).
+#: Cut boxes compared at once (bounds the [T, N] temporaries of a long roll).
 _CHUNK = 128
 
 
@@ -199,11 +204,32 @@ def _stitch_rows(
     min_overlap: float,
     tol: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`stitch_edges` for the cut boxes ``cut_rows`` against every box."""
+    """:func:`stitch_edges` for the cut boxes ``cut_rows`` against every box they may pair with."""
+    near = np.arange(len(boxes))
+    if min_overlap > 0:
+        # A pair's boxes overlap on one axis (the IoS test) and meet within tol on the other,
+        # so a partner lies in the chunk's bounding box widened by tol.
+        lo = boxes[cut_rows, :2].min(0) - tol
+        hi = boxes[cut_rows, 2:].max(0) + tol
+        near = np.flatnonzero(((boxes[:, 2:] >= lo) & (boxes[:, :2] <= hi)).all(1))
+    return _stitch_pairs(boxes, labels, tile_index, cut, cut_rows, near, min_overlap, tol)
+
+
+def _stitch_pairs(
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    tile_index: np.ndarray,
+    cut: np.ndarray,
+    cut_rows: np.ndarray,
+    near: np.ndarray,
+    min_overlap: float,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stitching test of the cut boxes ``cut_rows`` against the boxes ``near``."""
     a = boxes[cut_rows][:, None, :]  # [T, 1, 4]
-    b = boxes[None, :, :]  # [1, N, 4]
-    candidate = (labels[cut_rows][:, None] == labels[None, :]) & (
-        tile_index[cut_rows][:, None] != tile_index[None, :]
+    b = boxes[near][None, :, :]  # [1, M, 4]
+    candidate = (labels[cut_rows][:, None] == labels[near][None, :]) & (
+        tile_index[cut_rows][:, None] != tile_index[near][None, :]
     )
     ios_y = _ios_1d(a[..., 1], a[..., 3], b[..., 1], b[..., 3])
     ios_x = _ios_1d(a[..., 0], a[..., 2], b[..., 0], b[..., 2])
@@ -214,8 +240,8 @@ def _stitch_rows(
     bottom = c[..., 3] & (b[..., 3] > a[..., 3] + tol) & (b[..., 1] <= a[..., 3] + tol)
     across_x = (left | right) & (ios_y >= min_overlap)
     across_y = (top | bottom) & (ios_x >= min_overlap)
-    ti, j = np.nonzero(candidate & (across_x | across_y))
-    return cut_rows[ti], j
+    ti, tj = np.nonzero(candidate & (across_x | across_y))
+    return cut_rows[ti], near[tj]
 
 
 def stitch_groups(
