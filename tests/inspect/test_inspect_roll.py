@@ -87,7 +87,9 @@ def test_inspect_command_writes_json_and_report_and_resumes(
     out = tmp_path / "out"
     argv = ["inspect", str(model_file), str(frames), "--out", str(out), "--mm-per-px", "0.5"]
     assert main([*argv, "--quiet"]) == 0
-    assert "3 defects on 0.30 m" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "3 defects on 0.30 m" in printed.out
+    assert "shrunk" not in printed.err  # 300 px windows, a 320 px model: its own scale
     doc = json.loads((out / "defects.json").read_text())
     assert doc["roll"]["length_m"] == pytest.approx(0.3)
     assert doc["roll"]["width_m"] == pytest.approx(0.15)
@@ -132,3 +134,18 @@ def test_bad_input_names_the_file_and_the_fix(
     assert main([*argv, "--merge", "union"]) == 2
     assert "--merge" in capsys.readouterr().err
     assert not (tmp_path / "o" / "defects.json").exists()
+
+
+def test_windows_shrunk_below_the_models_scale_are_pointed_out(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    frames = tmp_path / "wide"
+    frames.mkdir()
+    for k in range(2):  # 1000 px wide frames; the model takes 320 px
+        cv2.imwrite(str(frames / f"f{k}.png"), np.zeros((FRAME, 1000, 3), np.uint8))
+    argv = ["inspect", str(model_file), str(frames), "--quiet", "--out"]
+    assert main([*argv, str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "1000x120 px reach the model shrunk 3.1x" in err and "--tile-width 320" in err
+    assert main([*argv, str(tmp_path / "b"), "--tile-width", "320"]) == 0
+    assert "shrunk" not in capsys.readouterr().err

@@ -13,6 +13,7 @@ arguments resumes where it stopped).
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -117,6 +118,10 @@ def _settings(args: argparse.Namespace) -> RollSettings:
     )
 
 
+#: Shrink factor of the windows above which ``inspect`` says how to keep the model's scale.
+SHRINK_WARNING = 1.5
+
+
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     roll = open_roll(args.frames, frame_overlap=args.frame_overlap)
@@ -128,6 +133,18 @@ def run(args: argparse.Namespace) -> int:
             f"--overlap {settings.overlap}: must be less than the window ({window} px); lower it"
         )
     loaded = load_model(args.model, device="cpu")
+    max_size = loaded.config.data.max_size
+    width = settings.tile_width if settings.tile_width is not None else roll.width
+    shrink = max(min(width, roll.width), window) / max_size
+    if shrink > SHRINK_WARNING:
+        # The model sees each window at its training size: a 2 px thread shrunk this much is
+        # gone. Said, not refused: a model trained on shrunk frames expects it.
+        print(
+            f"note: windows of {min(width, roll.width)}x{window} px reach the model shrunk "
+            f"{shrink:.1f}x (it takes {max_size} px); to inspect at the scale it was trained "
+            f"on, give --tile-width {max_size} (and a --window-height of at most that)",
+            file=sys.stderr,
+        )
     out = Path(args.out)
     insp = inspect_roll(
         loaded,
