@@ -191,7 +191,7 @@ def stitch_edges(
     return i[order], j[order]
 
 
-#: Cut boxes compared at once (bounds the [T, N] temporaries of a long roll).
+#: Cut boxes compared at once (bounds the [T, M] temporaries of a crowded roll).
 _CHUNK = 128
 
 
