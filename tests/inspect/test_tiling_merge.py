@@ -6,11 +6,16 @@ clipped to the tile, exactly what an ideal detector sees."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
-from tiling_testdata import paint, painted_detector
+from tiling_testdata import paint, painted_detector, save_painted_model
 
+from fabricdet.cli import main
 from fabricdet.data.tiling import tile_grid
 from fabricdet.engine.tile_merge import (
     MergeConfig,
@@ -156,3 +161,26 @@ def test_seam_pairs_found_locally_equal_all_pairs() -> None:
     ref = _stitch_pairs(boxes, labels, tile_index, cut, rows, every, 0.5, 8.0)
     assert len(i) > 100
     assert np.array_equal(i, ref[0]) and np.array_equal(j, ref[1])  # the same pairs, in order
+
+
+def test_detect_command_on_tiles_joins_defects_across_seams(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A 1000x300 image for a model of 320 px: on 320 px tiles a thread crosses three seams and
+    # a knot sits on one; both come back whole, in image pixels.
+    model = save_painted_model(tmp_path / "painted.pt")
+    rects = [(0, (40, 150, 950, 154)), (1, (300, 100, 340, 130))]
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), paint((1000, 300), rects)[:, :, ::-1])
+    out = tmp_path / "out"
+    argv = ["detect", str(model), str(image), "--out", str(out), "--no-draw", "--quiet"]
+    assert main([*argv, "--tile", "320"]) == 0
+    doc = json.loads((out / "detections.json").read_text())[0]
+    assert (doc["width"], doc["height"]) == (1000, 300)
+    got = sorted(zip(doc["labels"], doc["boxes"], strict=True))
+    assert [label for label, _ in got] == [0, 1]
+    for (_, box), (_, want) in zip(got, sorted(rects), strict=True):
+        np.testing.assert_allclose(box, want, atol=2.0)
+    capsys.readouterr()
+    assert main([*argv, "--tile", "64", "--overlap", "64"]) == 2
+    assert "--overlap" in capsys.readouterr().err

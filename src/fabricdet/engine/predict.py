@@ -30,11 +30,13 @@ from torch import Tensor
 from fabricdet.data.formats.atomic import atomic_write_json
 from fabricdet.data.formats.image_size import is_image_file
 from fabricdet.data.formats.rle import Rle, decode_mask, encode_mask
+from fabricdet.data.tiling import tile_grid
 from fabricdet.engine.checkpoint import LoadedModel
 from fabricdet.engine.data import image_to_tensor, load_for_model, read_image
 from fabricdet.engine.distributed import resolve_device
 from fabricdet.engine.inference import Runner, set_nms
 from fabricdet.engine.monitor import Progress
+from fabricdet.engine.tiled import detect_tiled
 from fabricdet.engine.transforms import Resize, resize_image
 from fabricdet.errors import DataError
 from fabricdet.inspect.measure import DefectMeasure, measure_mask
@@ -123,25 +125,67 @@ def _run_one(
     runner: Runner, loaded: LoadedModel, image: Tensor, r: Resize, file: Path
 ) -> ImageDetections:
     """The detections of one resized image (Tensor[3, h, w]) as an :class:`ImageDetections`."""
+    det = runner([image], [r])[0]
+    binary = None if det.masks is None else [m >= 0.5 for m in det.masks]
+    size = (r.orig_width, r.orig_height)
+    return _image_detections(loaded, file, size, det.boxes, det.scores, det.labels, binary)
+
+
+def _run_tiled(
+    runner: Runner, loaded: LoadedModel, image: np.ndarray, file: Path, tile: int, overlap: int
+) -> ImageDetections:
+    """The detections of one image (ndarray[H, W, 3] uint8 RGB, original size) from its
+    tiles, each brought to the model's input size by its own resize rule."""
+    height, width = image.shape[:2]
+    tiles = tile_grid(width, height, tile, tile, overlap=overlap)
+    data = loaded.config.data
+    det = detect_tiled(
+        runner.model,
+        image,
+        tiles,
+        resize=(data.max_size, data.size_divisor),
+        score_threshold=runner.score_threshold,
+        device=runner.device,
+    )
+    binary = None
+    if det.masks is not None:
+        empty = np.zeros((height, width), dtype=bool)
+        binary = [empty if m is None else m.window(0, 0, width, height) for m in det.masks]
+    return _image_detections(
+        loaded,
+        file,
+        (width, height),
+        det.boxes.numpy(),
+        det.scores.numpy(),
+        det.labels.numpy(),
+        binary,
+    )
+
+
+def _image_detections(
+    loaded: LoadedModel,
+    file: Path,
+    size: tuple[int, int],
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    masks: list[np.ndarray] | None,
+) -> ImageDetections:
+    """An :class:`ImageDetections` of detections in original pixels (``size``: width,
+    height; ``masks``: binary ndarray[H, W] each, or None for a box-only model)."""
     ids = np.array([c.id for c in loaded.categories], dtype=np.int64)
     names = [c.name for c in loaded.categories]
-    det = runner([image], [r])[0]
-    masks = measures = None
-    if det.masks is not None:
-        binary = [m >= 0.5 for m in det.masks]
-        masks = tuple(encode_mask(m) for m in binary)
-        measures = tuple(measure_mask(m) for m in binary)
     return ImageDetections(
         file,
-        r.orig_width,
-        r.orig_height,
-        det.boxes,
-        det.scores,
-        det.labels,
-        ids[det.labels],
-        tuple(names[k] for k in det.labels),
-        masks,
-        measures,
+        size[0],
+        size[1],
+        boxes,
+        scores,
+        labels,
+        ids[labels],
+        tuple(names[k] for k in labels),
+        None if masks is None else tuple(encode_mask(m) for m in masks),
+        None if masks is None else tuple(measure_mask(m) for m in masks),
     )
 
 
@@ -153,15 +197,22 @@ def detect(
     score_threshold: float | None = None,
     device: str = "auto",
     progress: bool = True,
+    tile: int | None = None,
+    overlap: int = 64,
 ) -> list[ImageDetections]:
     """Detections of the model on image files (folders are expanded).
 
     Args:
         nms: NMS method; default the run's ``eval.nms``, else the model's own.
         score_threshold: default the run's ``eval.defect_threshold``.
+        tile: cut each image into ``tile x tile`` tiles sharing ``overlap`` pixels, detect on
+            each and merge across the seams (:func:`~fabricdet.engine.tiled.detect_tiled`):
+            for a model trained at the camera's scale on crops smaller than the image, which
+            would otherwise see it shrunk to its ``data.max_size``. None: the whole image.
 
     Raises:
         DataError: a missing or unreadable image, naming it.
+        ValueError: an overlap of a tile's size or more.
     """
     files = expand_image_paths(paths)
     runner = _runner(loaded, nms, score_threshold, device)
@@ -169,8 +220,11 @@ def detect(
     bar = Progress(len(files), "detect", enabled=progress, every=max(1, len(files) // 10))
     try:
         for f in files:
-            image, r = load_for_model(f, loaded.config.data)
-            results.append(_run_one(runner, loaded, image, r, f))
+            if tile is None:
+                image, r = load_for_model(f, loaded.config.data)
+                results.append(_run_one(runner, loaded, image, r, f))
+            else:
+                results.append(_run_tiled(runner, loaded, read_image(f), f, tile, overlap))
             bar.update()
     finally:
         bar.close()
