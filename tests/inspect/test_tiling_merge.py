@@ -181,6 +181,8 @@ def test_detect_command_on_tiles_joins_defects_across_seams(
     assert [label for label, _ in got] == [0, 1]
     for (_, box), (_, want) in zip(got, sorted(rects), strict=True):
         np.testing.assert_allclose(box, want, atol=2.0)
+    # the pieces' masks joined too: the thread's 910 x 4 px and the knot's 40 x 30 px
+    assert sorted(doc["areas_px"]) == pytest.approx([1200, 3640], abs=40)
     capsys.readouterr()
     assert main([*argv, "--tile", "64", "--overlap", "64"]) == 2
     assert "--overlap" in capsys.readouterr().err
