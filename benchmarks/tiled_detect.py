@@ -17,26 +17,13 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.checkpoint import load_model
-from fabricdet.engine.predict import ImageDetections, detect
+from fabricdet.engine.predict import detect
 from fabricdet.metrics.evaluate import evaluate_predictions
 from fabricdet.metrics.predictions import Predictions
 
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "coco_ap50_agnostic", "tianchi_score")
-
-
-def predictions(detections: list[ImageDetections], image_ids: list[int]) -> Predictions:
-    """The detections of each image as :class:`Predictions` (``image_ids``: in file order)."""
-    counts = [len(d.scores) for d in detections]
-    return Predictions(
-        np.repeat(image_ids, counts),
-        np.concatenate([d.category_ids for d in detections]),
-        np.concatenate([d.boxes for d in detections]).reshape(-1, 4),
-        np.concatenate([d.scores for d in detections]),
-    )
 
 
 def main() -> None:
@@ -69,7 +56,9 @@ def main() -> None:
             overlap=args.overlap,
         )
         ms = 1000 * (time.perf_counter() - start) / len(files)
-        summary = evaluate_predictions(dataset, predictions(found, ids))
+        outputs = [{"boxes": d.boxes, "scores": d.scores, "labels": d.labels} for d in found]
+        preds = Predictions.from_model_outputs(dataset, ids, outputs)
+        summary = evaluate_predictions(dataset, preds)
         cells = " | ".join(f"{summary[c]:.3f}" for c in COLUMNS)
         print(f"| {name} | {cells} | {ms:.0f} |", flush=True)
 

@@ -134,13 +134,13 @@ def run(args: argparse.Namespace) -> int:
         )
     loaded = load_model(args.model, device="cpu")
     max_size = loaded.config.data.max_size
-    width = settings.tile_width if settings.tile_width is not None else roll.width
-    shrink = max(min(width, roll.width), window) / max_size
+    width = min(settings.tile_width or roll.width, roll.width)
+    shrink = max(width, window) / max_size
     if shrink > SHRINK_WARNING:
         # The model sees each window at its training size: a 2 px thread shrunk this much is
         # gone. Said, not refused: a model trained on shrunk frames expects it.
         print(
-            f"note: windows of {min(width, roll.width)}x{window} px reach the model shrunk "
+            f"note: windows of {width}x{window} px reach the model shrunk "
             f"{shrink:.1f}x (it takes {max_size} px); to inspect at the scale it was trained "
             f"on, give --tile-width {max_size} (and a --window-height of at most that)",
             file=sys.stderr,
