@@ -124,7 +124,11 @@ def test_a_saved_config_with_a_renamed_key_loads_under_the_new_one(only, scores)
 
 @pytest.mark.parametrize(
     "key, today, before",
-    [("set_loss_spatial_grad", False, True), ("set_loss_plan_grad", "none", "raw")],
+    [
+        ("set_loss_spatial_grad", False, True),
+        ("set_loss_plan_grad", "none", "raw"),
+        ("medoid_boxes", True, False),
+    ],
 )
 def test_a_saved_config_from_before_a_key_keeps_the_behaviour_it_was_trained_with(
     key: str, today: object, before: object

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -145,6 +146,25 @@ def test_eval_contract_for_every_nms_method() -> None:
                 assert det["boxes"][:, 2].max() <= img.shape[-1]
     with pytest.raises(FabricdetError, match="unknown NMS method"):
         model.nms_method = "fastest"
+
+
+@pytest.mark.parametrize("method", ["greedy", "sinkhorn"])
+def test_kept_detections_take_their_cluster_medoid(method: str) -> None:
+    cfg = ModelConfig(**{**SMALL.__dict__, "topk_candidates": 200})
+    model = build_model(cfg, num_classes=3).eval()
+    torch.nn.init.zeros_(model.head.cls.bias)
+    torch.nn.init.constant_(model.head.reg.bias[2:4], math.log(4.0))  # boxes 4 strides wide:
+    model.nms_method = method  # neighbouring locations' boxes overlap, duplicates of each other
+    images, _ = _batch()
+    with torch.no_grad():
+        medoid = model(images)
+        model.cfg.medoid_boxes = False
+        own = model(images)
+    moved = 0
+    for a, b in zip(medoid, own, strict=True):
+        assert torch.equal(a["scores"], b["scores"]) and torch.equal(a["labels"], b["labels"])
+        moved += int((a["boxes"] != b["boxes"]).any(1).sum())
+    assert moved > 0  # the same detections, some of them on another member's box
 
 
 def test_wide_images_stay_wide() -> None:

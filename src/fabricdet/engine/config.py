@@ -166,7 +166,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(
         m.set_loss_scores in scores, "model.set_loss_scores", m.set_loss_scores, " or ".join(scores)
     )
-    for key in ("embed_neighbour_weight", "set_loss_rank_weight", "box_quality_weight"):
+    keys = ("embed_neighbour_weight", "set_loss_rank_weight", "box_quality_weight", "medoid_power")
+    for key in keys:
         _check(getattr(m, key) >= 0, f"model.{key}", getattr(m, key), ">= 0")
     plan_grad = m.set_loss_plan_grad
     _check(plan_grad in PLAN_GRAD, "model.set_loss_plan_grad", plan_grad, " or ".join(PLAN_GRAD))

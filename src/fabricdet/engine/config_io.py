@@ -218,6 +218,7 @@ _BEFORE_KEY_EXISTED: dict[str, Any] = {
     "texture_input": False,
     "set_loss_spatial_grad": True,
     "set_loss_plan_grad": "raw",
+    "medoid_boxes": False,
 }
 #: Model settings that were renamed: old key -> (new key, new value of each old value).
 _RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {

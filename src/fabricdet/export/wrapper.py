@@ -19,7 +19,8 @@ Outputs, fixed ``max_det`` rows per image; for image ``b`` with ``n = num_detect
 
 Rows ``n..max_det-1`` hold zeros (boxes, scores and labels alike), so ``label 0, score 0`` past
 the count is padding, never a detection. ``boxes[b, :n]``, ``scores[b, :n]``, ``labels[b, :n]``
-are the eager detector's ``model([image])`` with ``nms_method = "sinkhorn"``: the dense solve
+are the eager detector's ``model([image])`` with ``nms_method = "sinkhorn"`` (and its
+``medoid_boxes``, computed for the ``max_det`` rows against every candidate): the dense solve
 (one problem per image, a dustbin pair per class, so the classes' problems are independent)
 stands in for the sparse one (one problem per class). They agree to float rounding, except on
 rare inputs: the sparse solve prunes pairs below the similarity floor, whose mass the dense
@@ -40,8 +41,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fabricdet.errors import FabricdetError
-from fabricdet.models.candidates import select_candidates
+from fabricdet.models.candidates import Candidates, select_candidates
+from fabricdet.models.config import ModelConfig
 from fabricdet.models.detector import PIXEL_MEAN, PIXEL_STD, FabricDetector
+from fabricdet.ops.medoid import cluster_members, medoid_index
 from fabricdet.ops.sinkhorn_nms import DECODE_ITERS
 
 OUTPUT_NAMES: tuple[str, ...] = ("boxes", "scores", "labels", "num_detections")
@@ -120,7 +123,36 @@ class ExportableDetector(nn.Module):
             cand, _ = det.rescored(cand, out, feats)
         res = self.nms(cand.boxes, cand.scores, cand.labels, det._embeddings(cand), cand.mask)
         assert res.keep is not None  # decode_iters > 0 (set in __init__)
-        return compact_kept(res.keep, res.boxes, res.scores, res.labels, self.max_det)
+        if not det.cfg.medoid_boxes:
+            return compact_kept(res.keep, res.boxes, res.scores, res.labels, self.max_det)
+        # The medoid's clusters form around the seeds' own boxes, as in the eager decode.
+        seeds = torch.gather(cand.boxes, 1, res.slot_index.unsqueeze(-1).expand(-1, -1, 4))
+        boxes, scores, labels, count = compact_kept(
+            res.keep, seeds, res.scores, res.labels, self.max_det
+        )
+        return _medoids(boxes, labels, count, cand, det.cfg), scores, labels, count
+
+
+def _medoids(
+    centres: Tensor, labels: Tensor, count: Tensor, cand: Candidates, cfg: ModelConfig
+) -> Tensor:
+    """:func:`fabricdet.ops.medoid.medoid_boxes` of the rows of :func:`compact_kept`, with
+    static shapes: every row against every candidate slot.
+
+    Args:
+        centres (Tensor[B, D, 4]), labels (Tensor[B, D]), count (Tensor[B]): the kept rows.
+
+    Returns:
+        Tensor[B, D, 4]: each row's medoid box, zeros past ``count``.
+    """
+    member = cluster_members(
+        centres, labels, cand.boxes, cand.labels, cfg.sinkhorn.iou_threshold
+    ) & cand.mask.unsqueeze(1)
+    weights = torch.where(cand.mask, cand.scores.to(cand.boxes.dtype) ** cfg.medoid_power, 0.0)
+    index = medoid_index(member, cand.boxes, weights)
+    medoid = torch.gather(cand.boxes, 1, index.unsqueeze(-1).expand(-1, -1, 4))
+    valid = torch.arange(centres.shape[1], device=count.device).unsqueeze(0) < count.unsqueeze(1)
+    return torch.where(valid.unsqueeze(-1), medoid, torch.zeros_like(medoid))
 
 
 def _input_size(images: Tensor) -> list[tuple[int, int]] | Tensor:

@@ -59,6 +59,7 @@ from fabricdet.models.mask_head import MaskHead
 from fabricdet.models.set_loss import SetCriterion, plan_grad_scale
 from fabricdet.models.texture_input import texture_channel
 from fabricdet.ops import NMS_METHODS, SinkhornNMS, batched_nms
+from fabricdet.ops.medoid import medoid_boxes
 
 #: Input normalisation: woven fabric is mostly mid-grey, so images are centred on 0.5 and
 #: padding (0 after normalising) reads as plain cloth. Exported graphs use the same constants.
@@ -367,7 +368,8 @@ class FabricDetector(nn.Module):
         self, out: HeadOutput, sizes: list[tuple[int, int]], feats: list[Tensor] | None = None
     ) -> list[dict[str, Tensor]]:
         """Score threshold and top-k per image, the box-quality rescoring (with its head,
-        ``box_quality_rescore`` and ``feats``, the FPN features), then the chosen NMS method."""
+        ``box_quality_rescore`` and ``feats``, the FPN features), the chosen NMS method, and
+        each kept detection's cluster medoid as its box (``medoid_boxes``)."""
         cfg = self.cfg
         cand = select_candidates(out, sizes, cfg.topk_candidates, cfg.score_thresh)
         if self.rescores and feats is not None:
@@ -386,12 +388,18 @@ class FabricDetector(nn.Module):
                 boxes, scores, labels, cfg.sinkhorn.iou_threshold, method=self.nms_method,
                 return_result=True, **options,
             )  # fmt: skip
-            top = slice(0, cfg.detections_per_img)
+            keep = res.keep[: cfg.detections_per_img]
+            out_boxes = res.boxes[: cfg.detections_per_img]
+            if cfg.medoid_boxes:
+                iou_threshold = cfg.sinkhorn.iou_threshold
+                out_boxes = medoid_boxes(
+                    boxes, scores, labels, keep, iou_threshold, cfg.medoid_power
+                ).to(out_boxes.dtype)
             results.append(
                 {
-                    "boxes": res.boxes[top],
-                    "scores": res.scores[top],
-                    "labels": labels[res.keep][top],
+                    "boxes": out_boxes,
+                    "scores": res.scores[: cfg.detections_per_img],
+                    "labels": labels[keep],
                 }
             )
         return results
