@@ -7,7 +7,8 @@ compared on identical candidates. With ``--model`` the trained
 model's candidates are used; without, a randomly initialised default model (``--set``:
 model overrides, e.g. ``model.box_quality=true``), whose candidates hit the
 ``topk_candidates`` cap (1000): the worst case for the NMS. A model with the box-quality head
-is timed with its rescoring (part of the post-processing) and without.
+is timed with its rescoring (part of the post-processing) and without; every method with
+its own kept boxes and with medoid boxes (``model.medoid_boxes``).
 
     python benchmarks/detector_speed.py [--model RUN/model.pt] [--sizes 2446x1000 640x256]
         [--methods greedy sinkhorn] [--repeats 10] [--device cpu] [--threads 2]
@@ -93,15 +94,18 @@ def main() -> None:
             feats, out = network()
             # a model with the box-quality head: with its rescoring and without
             rescoring = [True, False] if model.box_quality is not None else [False]
-            for method, rescore in [(m, r) for m in args.methods for r in rescoring]:
+            runs = [(m, r, b) for m in args.methods for r in rescoring for b in (False, True)]
+            for method, rescore, medoid in runs:
                 model.nms_method = method
                 model.cfg.box_quality_rescore = rescore
+                model.cfg.medoid_boxes = medoid
                 post = partial(model.postprocess, out, sizes, feats)
                 nms_ms = _median_ms(post, args.repeats, device)
                 cand = int((candidate_scores(out) > model.cfg.score_thresh).sum())
                 cand = min(cand, model.cfg.topk_candidates)
                 total = net_ms + nms_ms
                 name = method + (" + box rescoring" if rescore else "")
+                name += " + medoid boxes" if medoid else ""
                 print(
                     f"| {w}x{h} | {name} | {net_ms:.1f} | {nms_ms:.2f} | {total:.1f} | "
                     f"{1000 / total:.2f} | {100 * nms_ms / total:.1f}% | {cand} |"

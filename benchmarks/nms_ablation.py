@@ -3,10 +3,12 @@
 For each seed it trains the same detector twice on the synthetic benchmark:
 (a) ``greedy-trained``: dense losses only (no set loss), greedy NMS at inference;
 (b) ``sinkhorn-trained``: dense losses plus the set loss through SinkhornNMS.
-Each model is evaluated on the test split with every NMS method; the SinkhornNMS-trained model
-also with SinkhornNMS' spatial, appearance and quality terms switched off in turn, and with
-and without box fusion (at inference); a model with the box-quality head (``--set
-model.box_quality=true``) also without its rescoring. Reported per row: COCO AP, AP50, AP75,
+Each model is evaluated on the test split with every NMS method, each with the method's own
+kept boxes and with each kept detection's cluster medoid as its box (``model.medoid_boxes``,
+:mod:`fabricdet.ops.medoid`); the SinkhornNMS-trained model also with SinkhornNMS' spatial,
+appearance and quality terms switched off in turn, and with and without box fusion (at
+inference); a model with the box-quality head (``--set model.box_quality=true``) also without
+its rescoring. Reported per row: COCO AP, AP50, AP75,
 the Tianchi score, and COCO AP on the ``adjacent`` subset (the test images holding two
 defects whose boxes overlap or lie within ``--gap`` pixels: parallel broken threads and other
 neighbours, where greedy NMS merges).
@@ -31,8 +33,11 @@ import argparse
 import json
 import os
 import statistics
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import reduce
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ import torch
 from torch import Tensor
 
 from fabricdet.data.dataset import DetectionDataset, ImageRecord
+from fabricdet.data.formats.atomic import atomic_write_json
 from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.config import preset
@@ -107,15 +113,48 @@ class Plan:
     threads: int
 
 
+def row_specs(arm: str, rescores: bool) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{row name: (NMS method, model config settings)}`` of one arm; a setting's key is a
+    field of the model config, dotted for its ``sinkhorn`` section."""
+    kept: dict[str, Any] = {"medoid_boxes": False}
+    specs = {}
+    for method in NMS_METHODS:
+        specs[f"{arm} / {method}"] = (method, kept)
+        specs[f"{arm} / {method}, medoid boxes"] = (method, {"medoid_boxes": True})
+    if arm == "sinkhorn-trained":
+        for name, (field, value) in VARIANTS.items():
+            specs[f"{arm} / {name}"] = ("sinkhorn", {**kept, f"sinkhorn.{field}": value})
+    if rescores:  # the same model without its rescoring
+        for method in ("greedy", "sinkhorn"):
+            no_rescoring = {**kept, "box_quality_rescore": False}
+            specs[f"{arm} / {method}, no box rescoring"] = (method, no_rescoring)
+    return specs
+
+
+@contextmanager
+def settings(cfg: Any, values: dict[str, Any]) -> Iterator[None]:
+    """``cfg`` with ``values`` set (keys dotted into its sections), restored on exit."""
+    before = {}
+    for key, value in values.items():
+        *path, leaf = key.split(".")
+        section = reduce(getattr, path, cfg)
+        before[key] = (section, leaf, getattr(section, leaf))
+        setattr(section, leaf, value)
+    try:
+        yield
+    finally:
+        for section, leaf, value in before.values():
+            setattr(section, leaf, value)
+
+
 def run_arm(plan: Plan, seed: int, arm: str) -> dict[str, dict[str, float]]:
     """``{row name: metrics}`` of one arm of one seed, training it first if needed; cached in
-    ``out/<arm>-<seed>/scores.json``."""
+    ``out/<arm>-<seed>/scores.json`` (rows missing from the cache are scored and added)."""
     if plan.threads:
         torch.set_num_threads(plan.threads)
     run_dir = plan.out / f"{arm}-{seed}"
     cache = run_dir / "scores.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
     if not (run_dir / MODEL_FILE).is_file():
         resume = (run_dir / CONFIG_FILE).is_file()
         cfg = None
@@ -125,24 +164,14 @@ def run_arm(plan: Plan, seed: int, arm: str) -> dict[str, dict[str, float]]:
         train(cfg, plan.dataset, run_dir, minutes=plan.minutes, resume=resume, progress=False)
     loaded = load_model(run_dir / MODEL_FILE)
     print(f"seed {seed} {arm}: trained {loaded.step} steps", flush=True)
-    full, adj = plan.dataset, plan.adjacent
     rows: dict[str, dict[str, float]] = {}
-    for method in NMS_METHODS:
-        rows[f"{arm} / {method}"] = _scores(loaded, full, adj, method)
-        print(f"seed {seed} {arm} / {method}: {rows[f'{arm} / {method}']}", flush=True)
-    if arm == "sinkhorn-trained":
-        sk = loaded.model.cfg.sinkhorn
-        for name, (field, value) in VARIANTS.items():
-            original = getattr(sk, field)
-            setattr(sk, field, value)
-            rows[f"{arm} / {name}"] = _scores(loaded, full, adj, "sinkhorn")
-            setattr(sk, field, original)
-    if loaded.model.rescores:  # the same model without its rescoring
-        loaded.model.cfg.box_quality_rescore = False
-        for method in ("greedy", "sinkhorn"):
-            rows[f"{arm} / {method}, no box rescoring"] = _scores(loaded, full, adj, method)
-        loaded.model.cfg.box_quality_rescore = True
-    cache.write_text(json.dumps(rows, indent=1))
+    for name, (method, values) in row_specs(arm, loaded.model.rescores).items():
+        if name not in cached:
+            with settings(loaded.model.cfg, values):
+                cached[name] = _scores(loaded, plan.dataset, plan.adjacent, method)
+            print(f"seed {seed} {name}: {cached[name]}", flush=True)
+        rows[name] = cached[name]
+    atomic_write_json(cache, cached)
     return rows
 
 

@@ -20,6 +20,7 @@ and so AP50, is the NMS method's); only its box moves.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from fabricdet.ops.boxes import pairwise_iou
@@ -83,8 +84,12 @@ def medoid_boxes(
     if len(keep) == 0:
         return boxes[keep]
     member = cluster_members(boxes[keep], idxs[keep], boxes, idxs, iou_threshold)
-    # Only the candidates of some cluster can be a medoid or vote for one: the N x N overlaps
-    # shrink to those (a few hundred of the top-1000 candidates, typically).
-    near = member.any(0).nonzero()[:, 0]
-    weights = scores[near].to(boxes.dtype) ** power
-    return boxes[near[medoid_index(member[:, near], boxes[near], weights)]]
+    # Each cluster's members gathered into a row of its own (padded to the largest cluster),
+    # so the overlaps are computed within clusters only: sum of |C_r|^2, not K N^2.
+    counts = member.sum(1)
+    size = int(counts.max())  # host sync: fine for the eager decode's variable-size output
+    index = torch.sort(member.to(torch.uint8), dim=1, descending=True, stable=True)[1][:, :size]
+    real = torch.arange(size, device=boxes.device) < counts.unsqueeze(1)  # [K, size]
+    weights = torch.where(real, scores[index].to(boxes.dtype) ** power, 0.0)
+    pick = medoid_index(real.unsqueeze(1), boxes[index], weights)[:, 0]  # one cluster per row
+    return boxes[index.gather(1, pick.unsqueeze(1))[:, 0]]

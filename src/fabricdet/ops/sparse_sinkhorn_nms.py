@@ -356,22 +356,28 @@ def sparse_sinkhorn_nms(
         iou_threshold, eps, spatial_weight, dustbin_cost, quality_weight * quality_range
     )
     if uses_kernel(backend, boxes.device, len(scores)):
+        # One copy to the host, so one sync on a GPU: boxes, score, class (exact in float64)
+        # and embeddings as the columns of one block; the class numbering happens there too.
+        columns = [boxes.detach(), scores.detach()[:, None], idxs[:, None]]
+        if embeddings is not None:
+            columns.append(F.normalize(embeddings.detach().double(), dim=-1))
+        block = torch.cat([c.double() for c in columns], 1).cpu().numpy()
+        host_scores = block[:, 4].copy()
         keep_mask, fused_np = sinkhorn_nms_kernel(
-            boxes.detach().double().cpu().numpy(),
-            scores.detach().double().cpu().numpy(),
-            torch.unique(idxs, return_inverse=True)[1].cpu().numpy(),
-            np.zeros((len(scores), 0))
-            if embeddings is None
-            else F.normalize(embeddings.detach().double(), dim=-1).cpu().numpy(),
+            np.ascontiguousarray(block[:, :4]),
+            host_scores,
+            np.unique(block[:, 5], return_inverse=True)[1].astype(np.int64),
+            np.ascontiguousarray(block[:, 6:]),  # [N, 0] without embeddings
             iou_threshold, eps, num_iters, spatial_weight, feature_weight, feature_margin,
             quality_weight, quality_range, dustbin_cost, capacity_temperature,
             OVERLAP_CODES[overlap], nwd_scale, -math.inf if floor is None else floor,
             neighbourhood_reach(overlap, nwd_scale, floor), fuse_boxes, fuse_power,
         )  # fmt: skip
-        keep = torch.from_numpy(keep_mask).to(boxes.device).nonzero()[:, 0]
-        keep = keep[torch.argsort(scores.index_select(0, keep), descending=True, stable=True)]
-        out = torch.from_numpy(fused_np).to(device=boxes.device, dtype=boxes.dtype)
-        return keep, scores.index_select(0, keep), out.index_select(0, keep)
+        kept = np.flatnonzero(keep_mask)
+        kept = kept[np.argsort(-host_scores[kept], kind="stable")]  # ties: lower index first
+        keep = torch.from_numpy(kept).to(boxes.device)
+        out = torch.from_numpy(fused_np[kept]).to(device=boxes.device, dtype=boxes.dtype)
+        return keep, scores.index_select(0, keep), out
     n = len(scores)
     work = torch.promote_types(boxes.dtype, scores.dtype)
     work = torch.float64 if work == torch.float64 else torch.float32
