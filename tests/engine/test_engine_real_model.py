@@ -45,8 +45,10 @@ def test_eval_overrides_change_inference_settings_only(synth, tmp_path, capsys):
     loaded = load_model(run)
     assert loaded.model.rescores
     overrides = ["model.sinkhorn.fuse_boxes=true", "model.box_quality_rescore=false"]
-    apply_inference_overrides(loaded, [*overrides, "eval.batch_size=2"])
+    medoid = ["model.medoid_boxes=false", "model.medoid_power=1"]
+    apply_inference_overrides(loaded, [*overrides, *medoid, "eval.batch_size=2"])
     assert loaded.model.cfg.sinkhorn.fuse_boxes is True and loaded.config.eval.batch_size == 2
+    assert loaded.model.cfg.medoid_boxes is False and loaded.model.cfg.medoid_power == 1.0
     assert not loaded.model.rescores
     for bad in ("model.width=8", "train.lr=0.1", "model.sinkhorn."):
         assert main(["eval", str(run), str(synth.root), bad]) == 2

@@ -47,7 +47,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="key=value",
         help="inference settings for this evaluation, e.g. model.sinkhorn.fuse_boxes=false "
         "model.score_thresh=0.05 (model.sinkhorn.*, model.box_quality_rescore, "
-        "model.score_thresh, model.topk_candidates, model.detections_per_img, eval.*)",
+        "model.medoid_boxes, model.medoid_power, model.score_thresh, model.topk_candidates, "
+        "model.detections_per_img, eval.*)",
     )
     parser.add_argument(
         "--nms",

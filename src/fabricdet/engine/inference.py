@@ -85,11 +85,14 @@ def nms_switched(model: nn.Module, method: str | None) -> Iterator[None]:
 
 
 #: Run-config keys that change inference only: the NMS options and thresholds, the candidate
-#: and detection counts, whether the box-quality head rescores, the evaluation settings.
+#: and detection counts, whether the box-quality head rescores, the kept boxes (medoids or
+#: the method's own), the evaluation settings.
 #: Everything else describes the trained network, which the weights fix.
 INFERENCE_KEYS: tuple[str, ...] = (
     "model.sinkhorn.",
     "model.box_quality_rescore",
+    "model.medoid_boxes",
+    "model.medoid_power",
     "model.score_thresh",
     "model.topk_candidates",
     "model.detections_per_img",

@@ -163,8 +163,8 @@ class ModelConfig:
         medoid_boxes: each kept detection outputs the medoid of its cluster
             (:mod:`fabricdet.ops.medoid`: the member its duplicates agree on, weighted by score
             to ``medoid_power``) in place of the NMS method's box, whichever the method; its
-            score stays the method's. On the demo's three models it raised AP by 0.007-0.02
-            for greedy NMS and SinkhornNMS alike (README, "Choosing the kept box").
+            score stays the method's. On the six models of the demo-budget ablation it raised
+            test AP by 0.004-0.022 with every NMS method (README, "Choosing the kept box").
         medoid_power: ``p`` of the medoid's score weighting (0: every duplicate alike).
         sinkhorn: SinkhornNMS options.
         mask_head: add the mask head (eval outputs gain ``masks``, Tensor[K, 1, H, W]

@@ -97,11 +97,11 @@ from fabricdet.ops.sinkhorn_nms_terms import (
 Backend = Literal["auto", "kernel", "torch"]
 
 #: Largest CUDA input the ``"auto"`` backend sends to the CPU kernel. The tensor-op version is
-#: bound by kernel launches and host syncs on a GPU: on an H200 it took 7.5-8.9 ms for 100 to
-#: 5000 candidates (``benchmarks/nms_speed.py``), where the CPU kernel takes 1.7 ms for 1000
-#: and 9.0 ms for 5000 on one core of a slow 2-core machine (README), plus a copy to the host
-#: of under 200 KB for 1000 candidates with 16-dim embeddings.
-HOST_KERNEL_MAX = 5000
+#: bound by kernel launches and host syncs on a GPU, about 4.5 ms whatever the size; on an
+#: H200's host the kernel, copies included, took 0.5 ms for 100 candidates, 1.8 ms for 1000 and
+#: 8.0 ms for 5000 (``benchmarks/nms_speed.py --methods greedy sinkhorn sinkhorn-torch``,
+#: README): the two cross near 2700.
+HOST_KERNEL_MAX = 2500
 
 
 def uses_kernel(backend: Backend, device: torch.device, n: int) -> bool:
