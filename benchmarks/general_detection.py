@@ -4,10 +4,11 @@ Without COCO here, it generates the general detection set of :mod:`fabricdet.dat
 (seven object categories composited in crowded, overlapping same-class groups onto the
 photographs scikit-image ships; COCO format, exact masks), trains our detector from scratch
 with the ``default`` preset (steps and image size cut to fit about ten minutes on one CPU
-thread), and evaluates it on the test split with every NMS method. Reported per method: COCO
-AP, AP50, AP75, and COCO AP / AP50 on the ``crowded`` subset: the test images holding two
-same-class objects whose boxes overlap with IoU above ``--crowd-iou`` (0.3), where NMS must
-keep touching neighbours that a duplicate-suppressing threshold would merge.
+thread), and evaluates it on the test split with every NMS method, each with its own kept boxes
+and with medoid boxes. Reported per row: COCO AP, AP50, AP75, and COCO AP / AP50 on the
+``crowded`` subset: the test images holding two same-class objects whose boxes overlap with
+IoU above ``--crowd-iou`` (0.3), where NMS must keep touching neighbours that a
+duplicate-suppressing threshold would merge.
 
 ``--data PATH`` runs the same on any dataset ``load_dataset`` reads (a COCO JSON file or a
 folder holding ``annotations.json``, or Tianchi / YOLO): images without a split get one.
@@ -100,9 +101,12 @@ def get_model(args: argparse.Namespace, dataset: DetectionDataset) -> Path:
 
 
 def scores(loaded: Any, full: DetectionDataset, crowd: DetectionDataset, split: str) -> dict:
-    """``{method: metrics}`` on the split and its crowded subset, for every NMS method."""
+    """``{row: metrics}`` on the split and its crowded subset, for every NMS method with its own
+    kept boxes and with medoid boxes (``model.medoid_boxes``)."""
     rows: dict[str, dict[str, float]] = {}
-    for method in NMS_METHODS:
+    cfg = loaded.model.cfg
+    for method, medoid in [(m, b) for m in NMS_METHODS for b in (False, True)]:
+        cfg.medoid_boxes = medoid
         res = evaluate(loaded, full, split=split, nms=method, progress=False)
         row = {c: float(res[c]) for c in ("coco_ap", "coco_ap50", "coco_ap75", "ms_per_image")}
         if crowd.images:
@@ -110,8 +114,9 @@ def scores(loaded: Any, full: DetectionDataset, crowd: DetectionDataset, split: 
             row["crowded_ap"], row["crowded_ap50"] = float(cr["coco_ap"]), float(cr["coco_ap50"])
         else:
             row["crowded_ap"] = row["crowded_ap50"] = float("nan")
-        rows[method] = row
-        print(f"{method}: {row}", flush=True)
+        name = method + (", medoid boxes" if medoid else "")
+        rows[name] = row
+        print(f"{name}: {row}", flush=True)
     return rows
 
 

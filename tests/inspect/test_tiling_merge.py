@@ -81,6 +81,18 @@ def test_knot_across_a_seam_and_a_blob_in_the_overlap(method: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_a_taller_box_past_the_cut_is_no_piece_of_the_thread(method: str) -> None:
+    """Past the first tile's right border, a same-class box 7x as tall as the thread carries
+    on from where the thread's piece is cut and contains its extent: joined, their union
+    would replace the thread by a box 7x too tall."""
+    tiles = tile_grid(1000, 100, 600, None, overlap=200)  # tiles 0..600 and 400..1000
+    thread, tall = (30, 40, 604, 44), (606, 30, 700, 60)
+    image = paint((1000, 100), [(0, thread), (0, tall)])
+    det = detect_tiled(painted_detector(), image, tiles, merge=MergeConfig(method=method))
+    assert _boxes(det) == [list(map(float, thread)), list(map(float, tall))]
+
+
 def test_seam_without_overlap_and_a_two_dimensional_grid() -> None:
     """Abutting tiles (overlap 0) cut a vertical thread exactly on the seams; it still
     comes out whole, and so does a horizontal one crossing the vertical seams."""
