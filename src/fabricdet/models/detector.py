@@ -390,11 +390,9 @@ class FabricDetector(nn.Module):
             )  # fmt: skip
             keep = res.keep[: cfg.detections_per_img]
             out_boxes = res.boxes[: cfg.detections_per_img]
-            if cfg.medoid_boxes:
-                iou_threshold = cfg.sinkhorn.iou_threshold
-                out_boxes = medoid_boxes(
-                    boxes, scores, labels, keep, iou_threshold, cfg.medoid_power
-                ).to(out_boxes.dtype)
+            if cfg.medoid_boxes:  # in place of the method's boxes, so theirs go unused
+                threshold, power = cfg.sinkhorn.iou_threshold, cfg.medoid_power
+                out_boxes = medoid_boxes(boxes, scores, labels, keep, threshold, power)
             results.append(
                 {
                     "boxes": out_boxes,
