@@ -109,7 +109,8 @@ def _write_report(
     )
     report.paragraph(
         "This is a few minutes of CPU training from scratch, far from converged: accuracy keeps "
-        "rising with steps (the README's learning curve). For a usable model, train longer, e.g. "
+        "rising with steps (the learning curve in docs/experiment-log.md). For a usable model, "
+        "train longer, e.g. "
         f"fabricdet train {dataset.root} --out {out_dir / 'long'} --minutes 60 "
         "train.max_steps=100000 (the schedule then re-plans to end with the hour), or train the "
         "full-resolution preset on a GPU (--preset full)."

@@ -2,12 +2,12 @@
 
 The dense head predicts a location's box and that box's IoU quality from the features at the
 location, which do not see where the box's edges fall; on the trained detectors the NMS keeps
-boxes that reach IoU 0.75 on a third as many objects as the candidates do (README, "Where
-any NMS could still gain"): the scores do not rank an object's duplicates by placement. This
-head reads features pooled over each candidate box grown by a margin, so it sees the defect's
-ends and edges against the box's, and predicts the box's IoU with its object (IoU-Net's
-localisation confidence). At inference it replaces the dense quality in the candidates'
-scores before any NMS: ``sqrt(p_class * q_box)``.
+boxes that reach IoU 0.75 on a third as many objects as the candidates do
+(docs/experiment-log.md, "Where any NMS could still gain"): the scores do not rank an
+object's duplicates by placement. This head reads features pooled over each candidate box
+grown by a margin, so it sees the defect's ends and edges against the box's, and predicts the
+box's IoU with its object (IoU-Net's localisation confidence). At inference it replaces the
+dense quality in the candidates' scores before any NMS: ``sqrt(p_class * q_box)``.
 
 It trains on the candidates the NMS sees (the top-scoring ones) plus jittered copies of the
 objects' boxes, which keep well-placed boxes in its training set before the dense head makes

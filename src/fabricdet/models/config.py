@@ -12,8 +12,8 @@ class SinkhornNMSConfig:
 
     ``fuse_boxes`` applies at inference: each kept slot outputs its seed's own box (default) or
     the plan-weighted fused box. On the trained detectors the fused boxes cost AP, AP50 and
-    most of all the adjacent defects (README, "The ablation under today's default"). What the
-    set loss trains is ``ModelConfig.set_loss_fused_boxes``.
+    most of all the adjacent defects (docs/experiment-log.md, "The ablation under today's
+    default"). What the set loss trains is ``ModelConfig.set_loss_fused_boxes``.
     """
 
     iou_threshold: float = 0.5
@@ -121,7 +121,8 @@ class ModelConfig:
             in the ``embed`` loss: overlapping same-class candidates on two different objects
             are pushed to orthogonal embeddings, where the appearance term has to tell them
             apart (0, default: only the object-level pull-push; at 1.0 on three seeds the term
-            stayed inert and accuracy fell, README "A probe for the appearance term").
+            stayed inert and accuracy fell, docs/experiment-log.md, "A probe for the
+            appearance term").
         nms: NMS method at inference (``greedy``, ``soft``, ``matrix``, ``diou``, ``wbf``,
             ``sinkhorn``); swappable at eval time.
         set_loss: train through SinkhornNMS with the set loss (``False``: dense losses only).
@@ -138,8 +139,8 @@ class ModelConfig:
         set_loss_plan_grad: ``none`` (default): no gradient through the plan (the matching
             and each slot's kept fraction are constants, as a Hungarian matching is: the keep
             loss trains the slots' scores, the box loss the candidates' boxes by their fixed
-            plan weights; it scored highest, README "Does the gradient through the matching
-            help at all?");
+            plan weights; it scored highest, docs/experiment-log.md, "Does the gradient
+            through the matching help at all?");
             ``raw``: the set loss' gradient through the plan as it is (its size grows like
             ``1 / eps`` as training anneals eps); ``eps``: scaled by ``eps / eps_start``, so it
             keeps the size it had at the start.
@@ -151,7 +152,8 @@ class ModelConfig:
         set_loss_spatial_grad: the set loss' gradient through the plan reaches the boxes by
             the spatial term (``False``, default: only by the fused boxes, so the loss cannot
             change the matching by moving boxes; with it, training through SinkhornNMS moved
-            boxes apart to keep slots and cost accuracy, README "The ablation at 2400 steps").
+            boxes apart to keep slots and cost accuracy, docs/experiment-log.md, "The ablation
+            at 2400 steps").
         l1_weight: weight of the L1 loss on the box encoding (beside GIoU; keeps box sizes
             from drifting, see :func:`fabricdet.models.losses.box_l1_loss`).
         assign_min_k, assign_topk, assign_radius: label assignment (see

@@ -67,8 +67,9 @@ def slot_rank_loss(
     plan sends mass to the slot and whose best-overlapping object is the slot's: a neighbour's
     box merged into the slot is not one of its duplicates to rank. The plan is a constant here.
 
-    On the fabric detector the term did not fit even its training images and cost AP75 (README,
-    "Teaching the scores to rank an object's duplicates"), so it is off by default.
+    On the fabric detector the term did not fit even its training images and cost AP75
+    (docs/experiment-log.md, "Teaching the scores to rank an object's duplicates"), so it is
+    off by default.
 
     Args:
         plan (Tensor[N, K]): candidate -> slot mass of one image.

@@ -4,7 +4,7 @@ Every NMS keeps one box per cluster of duplicates: the best-scored one (greedy, 
 Matrix NMS) or SinkhornNMS' seed, which its quality prior also ranks by score. A detector whose
 scores do not rank its duplicates by placement keeps a misplaced box while a better one sits in
 the same cluster (on the demo's models the candidates hold a box at IoU 0.75 for 55-63% of the
-objects, the kept boxes for 15-22%: README, "Where any NMS could still gain").
+objects, the kept boxes for 15-22%: docs/experiment-log.md, "Where any NMS could still gain").
 
 The medoid replaces the kept box by the member of its cluster that agrees most with the others,
 each weighted by its score to a power:

@@ -61,8 +61,9 @@ class AdapterOptions:
             score; ``eps`` scales that by ``eps / eps_start``.
         set_spatial_grad: with a gradient through the plan, it also reaches the boxes by the
             plan's spatial term (``model.set_loss_spatial_grad``). Both defaults follow what
-            scored best on the fabric detector (README, "Does the gradient through the
-            matching help at all?"); on the torchvision hosts they are not measured yet.
+            scored best on the fabric detector (docs/experiment-log.md, "Does the gradient
+            through the matching help at all?"); on the torchvision hosts they are not
+            measured yet.
         set_topk: candidates per image fed to SinkhornNMS in training (top scores).
         set_slots: SinkhornNMS slots ``K`` in training.
         set_proposals: two-stage box stage: RPN proposals per image the set loss re-scores
