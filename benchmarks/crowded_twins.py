@@ -1,0 +1,84 @@
+"""Adjacent thin defects in numbers: the ablation's models on a test set crowded with twin threads.
+
+The ablation's adjacent subset holds 16 test images, too few to separate the methods. This
+renders (once) a test-only set in which every thread defect has a parallel twin of its class a
+few yarns away (``twin_prob`` 1) and every image is defective, at the ablation's frame size,
+then scores every model of an ablation folder (``ARM-SEED/model.pt``, from
+``benchmarks/nms_ablation.py``) with every NMS method, the models' own settings (medoid boxes
+on where they were saved with it), and prints the mean and sample standard deviation over the
+seeds of each arm. Per-model results are cached in ``OUT/scores-ARM-SEED.json``.
+
+    python benchmarks/crowded_twins.py --ablation runs/abl3200 [--out runs/twins-400]
+        [--num-images 400] [--size 320x128] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from fabricdet.data.dataset import DetectionDataset
+from fabricdet.data.formats.atomic import atomic_write_json
+from fabricdet.data.formats.detect import load_dataset
+from fabricdet.data.synth import SynthConfig, generate_dataset
+from fabricdet.data.synth.generate import ANNOTATION_DIR
+from fabricdet.engine.checkpoint import load_model
+from fabricdet.engine.evaluate import evaluate
+from fabricdet.ops.nms import NMS_METHODS
+from nms_ablation import ARMS  # benchmarks/ is a folder of scripts, not a package
+
+COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "tianchi_score")
+
+
+def crowded_set(out: Path, num_images: int, size: tuple[int, int], seed: int) -> DetectionDataset:
+    """The twin-thread test set in ``out``, rendered first unless an earlier run wrote it."""
+    if (out / ANNOTATION_DIR / "anno_train.json").is_file():
+        return load_dataset(out)
+    config = SynthConfig(twin_prob=1.0, defect_free_fraction=0.0)
+    return generate_dataset(out, num_images, seed, size, config, splits=(0.0, 0.0, 1.0))
+
+
+def scores(run_dir: Path, dataset: DetectionDataset, cache: Path) -> dict[str, dict[str, float]]:
+    """``{NMS method: metrics}`` of one model on the whole set, cached in ``cache``."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    loaded = load_model(run_dir / "model.pt")
+    rows = {}
+    for method in NMS_METHODS:
+        res = evaluate(loaded, dataset, split="test", nms=method, progress=False)
+        rows[method] = {c: res[c] for c in COLUMNS}
+        print(f"{run_dir.name} / {method}: {rows[method]}", flush=True)
+    atomic_write_json(cache, rows)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ablation", type=Path, required=True, help="nms_ablation.py's --out")
+    parser.add_argument("--out", type=Path, default=Path("runs/twins-400"))
+    parser.add_argument("--num-images", type=int, default=400)
+    parser.add_argument("--size", default="320x128")
+    parser.add_argument("--seed", type=int, default=7, help="dataset seed")
+    args = parser.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    dataset = crowded_set(args.out, args.num_images, (w, h), args.seed)
+    print(f"{len(dataset.images)} images, {sum(len(r.instances) for r in dataset.images)} defects")
+    print("| model / NMS | " + " | ".join(COLUMNS) + " | AP per seed |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
+    for arm in ARMS:
+        runs = [m.parent for m in sorted(args.ablation.glob(f"{arm}-*/model.pt"))]
+        per_seed = [scores(r, dataset, args.out / f"scores-{r.name}.json") for r in runs]
+        for method in NMS_METHODS if per_seed else ():
+            cells = []
+            for c in COLUMNS:
+                vals = [s[method][c] for s in per_seed]
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}")
+            each = " / ".join(f"{s[method]['coco_ap']:.3f}" for s in per_seed)
+            print(f"| {arm} / {method} | " + " | ".join(cells) + f" | {each} |")
+
+
+if __name__ == "__main__":
+    main()
