@@ -27,7 +27,7 @@ from fabricdet.data.synth.generate import ANNOTATION_DIR
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.evaluate import evaluate
 from fabricdet.ops.nms import NMS_METHODS
-from nms_ablation import ARMS  # benchmarks/ is a folder of scripts, not a package
+from nms_ablation import ARMS, adjacent  # benchmarks/ is a folder of scripts, not a package
 
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "tianchi_score")
 
@@ -64,7 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     dataset = crowded_set(args.out, args.num_images, (w, h), args.seed)
-    print(f"{len(dataset.images)} images, {sum(len(r.instances) for r in dataset.images)} defects")
+    defects = sum(len(r.instances) for r in dataset.images)
+    near = sum(adjacent(r, 8.0) for r in dataset.images)
+    print(f"{len(dataset.images)} images, {defects} defects, {near} holding two within 8 px")
     print("| model / NMS | " + " | ".join(COLUMNS) + " | AP per seed |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     for arm in ARMS:
