@@ -7,8 +7,9 @@ import torch
 from candidates import detector_candidates
 
 from fabricdet.ops import SinkhornNMS, batched_nms
-from fabricdet.ops.boxes import pairwise_iou, pairwise_nwd, pairwise_overlap
+from fabricdet.ops.boxes import NWD_SCALE, pairwise_iou, pairwise_nwd, pairwise_overlap
 from fabricdet.ops.nms import sinkhorn_batched_nms
+from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, _edges
 from fabricdet.ops.sinkhorn_nms_terms import neighbourhood_reach, similarity_floor
 from fabricdet.ops.sparse_sinkhorn_nms import HOST_KERNEL_MAX, _sweep, neighbourhoods, uses_kernel
 
@@ -112,6 +113,29 @@ def test_edges_hold_every_close_pair(overlap: str) -> None:
     first = torch.minimum(position[i], position[j])
     last = torch.maximum(position[i], position[j])
     assert (last < hi[first]).all()
+
+
+def test_kernel_edges_in_a_dense_cluster_are_every_close_pair() -> None:
+    """300 jittered duplicates of one thread and a second class: more edges than the sweep's
+    first allocation (8 N + 16), so it grows; the edges are exactly the close same-class pairs."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.tensor([20.0, 40.0, 600.0, 44.0], dtype=torch.float64)
+    boxes = base + torch.randn(300, 4, generator=gen, dtype=torch.float64) * 2.0
+    boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)
+    labels = (torch.arange(300) % 7 == 0).long()
+    floor = similarity_floor(0.5, 0.05, 10.0, 3.0, 1.0)
+    reach = neighbourhood_reach("iou+nwd", NWD_SCALE, floor)
+    first, second, sigma = _edges(
+        boxes.numpy(), labels.numpy(), reach, floor, OVERLAP_CODES["iou+nwd"], NWD_SCALE
+    )
+    assert len(first) > 8 * len(boxes) + 16
+    got = torch.zeros(300, 300, dtype=torch.bool)
+    got[torch.from_numpy(first), torch.from_numpy(second)] = True
+    close = pairwise_overlap(boxes, boxes, "iou+nwd", NWD_SCALE) >= floor
+    close &= labels[:, None] == labels[None]
+    assert torch.equal(got, torch.triu(close, diagonal=1))
+    ref = pairwise_overlap(boxes, boxes, "iou+nwd", NWD_SCALE)[first, second]
+    torch.testing.assert_close(torch.from_numpy(sigma), ref)
 
 
 def test_batched_nms_passes_embeddings() -> None:

@@ -92,24 +92,51 @@ def _edges(
     second = np.empty(cap, np.int64)
     sigma = np.empty(cap, np.float64)
     m = 0
+    bound = (cx, cy, left, half, half_y)
     for a in range(n):
-        p = order[a]
-        right = cx[p] + half[p]
-        for c in range(a + 1, n):
-            q = order[c]
-            if cls[q] != cls[p] or left[q] > right:
-                break
-            if abs(cy[p] - cy[q]) > half_y[p] + half_y[q]:  # the same bound along y
-                continue
-            s = _similarity(boxes, p, q, kind, scale, log_floor)
-            if s >= floor:
-                if m == cap:
-                    cap *= 2
-                    first, second = _grow(first, cap), _grow(second, cap)
-                    sigma = _grow(sigma, cap)
-                first[m], second[m], sigma[m] = min(p, q), max(p, q), s
-                m += 1
+        # Grow before the row, to room for every pair it could add: arrays rebound inside the
+        # sweep's inner loop cost a reference count per pair (half the sweep's time).
+        if m + n - a > cap:
+            cap = max(2 * cap, m + n - a)
+            first, second, sigma = _grow(first, cap), _grow(second, cap), _grow(sigma, cap)
+        m = _sweep_row(
+            boxes, cls, order, bound, a, kind, scale, floor, log_floor, first, second, sigma, m
+        )
     return first[:m], second[:m], sigma[:m]
+
+
+@njit(cache=True)
+def _sweep_row(
+    boxes: np.ndarray,
+    cls: np.ndarray,
+    order: np.ndarray,
+    bound: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    a: int,
+    kind: int,
+    scale: float,
+    floor: float,
+    log_floor: float,
+    first: np.ndarray,
+    second: np.ndarray,
+    sigma: np.ndarray,
+    m: int,
+) -> int:
+    """The edges of the ``a``-th box in sweep order with the boxes after it, written from
+    index ``m`` on; returns the new count. ``bound``: centres, left ends and half-extents."""
+    cx, cy, left, half, half_y = bound
+    p = order[a]
+    right = cx[p] + half[p]
+    for c in range(a + 1, len(order)):
+        q = order[c]
+        if cls[q] != cls[p] or left[q] > right:
+            break
+        if abs(cy[p] - cy[q]) > half_y[p] + half_y[q]:  # the same bound along y
+            continue
+        s = _similarity(boxes, p, q, kind, scale, log_floor)
+        if s >= floor:
+            first[m], second[m], sigma[m] = min(p, q), max(p, q), s
+            m += 1
+    return m
 
 
 @njit(cache=True)
