@@ -269,7 +269,8 @@ def _kernel(
                         d -= embeddings[i, t] * embeddings[j, t]
                     look = max(d - margin, 0.0) / (1.0 - margin) if margin else d
                     cost += w_ft * look
-                    total += supply[j] * math.exp(-look / tau)
+                    # within the margin (most duplicates) the kernel is exp(0) = 1
+                    total += supply[j] * (math.exp(-look / tau) if look > 0.0 else 1.0)
                 if rational:
                     y = power[i] / power[j]
                     cost += w_q * q_range * (y - 1.0) / (y + 1.0)
