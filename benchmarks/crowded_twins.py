@@ -21,23 +21,13 @@ from pathlib import Path
 
 from fabricdet.data.dataset import DetectionDataset
 from fabricdet.data.formats.atomic import atomic_write_json
-from fabricdet.data.formats.detect import load_dataset
-from fabricdet.data.synth import SynthConfig, generate_dataset
-from fabricdet.data.synth.generate import ANNOTATION_DIR
+from fabricdet.data.synth import SynthConfig, load_or_generate
 from fabricdet.engine.checkpoint import load_model
 from fabricdet.engine.evaluate import evaluate
 from fabricdet.ops.nms import NMS_METHODS
 from nms_ablation import ARMS, adjacent  # benchmarks/ is a folder of scripts, not a package
 
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "tianchi_score")
-
-
-def crowded_set(out: Path, num_images: int, size: tuple[int, int], seed: int) -> DetectionDataset:
-    """The twin-thread test set in ``out``, rendered first unless an earlier run wrote it."""
-    if (out / ANNOTATION_DIR / "anno_train.json").is_file():
-        return load_dataset(out)
-    config = SynthConfig(twin_prob=1.0, defect_free_fraction=0.0)
-    return generate_dataset(out, num_images, seed, size, config, splits=(0.0, 0.0, 1.0))
 
 
 def scores(run_dir: Path, dataset: DetectionDataset, cache: Path) -> dict[str, dict[str, float]]:
@@ -63,7 +53,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="dataset seed")
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    dataset = crowded_set(args.out, args.num_images, (w, h), args.seed)
+    crowded = SynthConfig(twin_prob=1.0, defect_free_fraction=0.0)
+    dataset = load_or_generate(
+        args.out, args.num_images, args.seed, (w, h), config=crowded, splits=(0.0, 0.0, 1.0)
+    )
     defects = sum(len(r.instances) for r in dataset.images)
     near = sum(adjacent(r, 8.0) for r in dataset.images)
     print(f"{len(dataset.images)} images, {defects} defects, {near} holding two within 8 px")

@@ -199,11 +199,13 @@ def load_or_generate(
     seed: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
     *,
+    config: SynthConfig | None = None,
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
     progress: bool = True,
 ) -> DetectionDataset:
-    """The synthetic dataset in ``out_dir``, rendered there first (:func:`generate_dataset`)
-    unless an earlier run already wrote it: how the demo and the benchmarks resume. Either way
-    the instances carry their exact masks.
+    """The synthetic dataset in ``out_dir``, rendered there first (:func:`generate_dataset`,
+    with ``config`` and ``splits``) unless an earlier run already wrote it: how the demo and
+    the benchmarks resume. Either way the instances carry their exact masks.
 
     Raises:
         SynthError: the folder holds another number of images or another frame size than
@@ -211,7 +213,9 @@ def load_or_generate(
     """
     out_dir = Path(out_dir)
     if not (out_dir / ANNOTATION_DIR / "anno_train.json").is_file():
-        return generate_dataset(out_dir, num_images, seed=seed, size=size, progress=progress)
+        return generate_dataset(
+            out_dir, num_images, seed, size, config, splits=splits, progress=progress
+        )
     dataset = load_dataset(out_dir)
     sizes = sorted({(r.width, r.height) for r in dataset.images})
     if len(dataset.images) != num_images or sizes != [tuple(size)]:
