@@ -21,6 +21,7 @@ Every stage is reused when found in ``--out``: the generated set, the trained mo
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ from fabricdet.engine.data import with_splits
 from fabricdet.engine.evaluate import evaluate
 from fabricdet.engine.train import CONFIG_FILE, MODEL_FILE, train
 from fabricdet.ops.nms import NMS_METHODS
+from nms_ablation import settings  # benchmarks/ is a folder of scripts, not a package
 
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "crowded_ap", "crowded_ap50", "ms_per_image")
 
@@ -104,13 +106,14 @@ def scores(loaded: Any, full: DetectionDataset, crowd: DetectionDataset, split: 
     """``{row: metrics}`` on the split and its crowded subset, for every NMS method with its own
     kept boxes and with medoid boxes (``model.medoid_boxes``)."""
     rows: dict[str, dict[str, float]] = {}
-    cfg = loaded.model.cfg
-    for method, medoid in [(m, b) for m in NMS_METHODS for b in (False, True)]:
-        cfg.medoid_boxes = medoid
-        res = evaluate(loaded, full, split=split, nms=method, progress=False)
+    for method, medoid in itertools.product(NMS_METHODS, (False, True)):
+        with settings(loaded.model.cfg, {"medoid_boxes": medoid}):
+            res = evaluate(loaded, full, split=split, nms=method, progress=False)
+            cr = None
+            if crowd.images:
+                cr = evaluate(loaded, crowd, split=split, nms=method, progress=False)
         row = {c: float(res[c]) for c in ("coco_ap", "coco_ap50", "coco_ap75", "ms_per_image")}
-        if crowd.images:
-            cr = evaluate(loaded, crowd, split=split, nms=method, progress=False)
+        if cr is not None:
             row["crowded_ap"], row["crowded_ap50"] = float(cr["coco_ap"]), float(cr["coco_ap50"])
         else:
             row["crowded_ap"] = row["crowded_ap50"] = float("nan")
