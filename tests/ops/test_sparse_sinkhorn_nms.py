@@ -9,7 +9,7 @@ from candidates import detector_candidates
 from fabricdet.ops import SinkhornNMS, batched_nms
 from fabricdet.ops.boxes import NWD_SCALE, pairwise_iou, pairwise_nwd, pairwise_overlap
 from fabricdet.ops.nms import sinkhorn_batched_nms
-from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, _edges
+from fabricdet.ops.sinkhorn_nms_kernel import OVERLAP_CODES, _crowding, _edges
 from fabricdet.ops.sinkhorn_nms_terms import neighbourhood_reach, similarity_floor
 from fabricdet.ops.sparse_sinkhorn_nms import HOST_KERNEL_MAX, _sweep, neighbourhoods, uses_kernel
 
@@ -115,16 +115,22 @@ def test_edges_hold_every_close_pair(overlap: str) -> None:
     assert (last < hi[first]).all()
 
 
-def test_kernel_edges_in_a_dense_cluster_are_every_close_pair() -> None:
+@pytest.mark.parametrize("vertical", [False, True])
+def test_kernel_edges_in_a_dense_cluster_are_every_close_pair(vertical: bool) -> None:
     """300 jittered duplicates of one thread and a second class: more edges than the sweep's
-    first allocation (8 N + 16), so it grows; the edges are exactly the close same-class pairs."""
+    first allocation (8 N + 16), so it grows; the edges are exactly the close same-class pairs.
+    A horizontal thread is swept along y, a vertical one along x."""
     gen = torch.Generator().manual_seed(0)
     base = torch.tensor([20.0, 40.0, 600.0, 44.0], dtype=torch.float64)
     boxes = base + torch.randn(300, 4, generator=gen, dtype=torch.float64) * 2.0
     boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)
+    if vertical:
+        boxes = boxes[:, [1, 0, 3, 2]]
     labels = (torch.arange(300) % 7 == 0).long()
     floor = similarity_floor(0.5, 0.05, 10.0, 3.0, 1.0)
     reach = neighbourhood_reach("iou+nwd", NWD_SCALE, floor)
+    along_y = _crowding(boxes.numpy(), 1, reach) < _crowding(boxes.numpy(), 0, reach)
+    assert along_y != vertical
     first, second, sigma = _edges(
         boxes.numpy(), labels.numpy(), reach, floor, OVERLAP_CODES["iou+nwd"], NWD_SCALE
     )

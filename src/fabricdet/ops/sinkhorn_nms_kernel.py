@@ -28,15 +28,20 @@ from fabricdet.ops.sinkhorn_nms_terms import SEED_FUSE_WEIGHT
 # Overlap kinds, as integers for the kernel.
 OVERLAP_CODES = {"iou": 0, "diou": 1, "nwd": 2, "iou+nwd": 3}
 _EPS = 1e-9  # as fabricdet.ops.boxes
+_SQRT_EPS = math.sqrt(_EPS)
 _MIN_LOG_NWD = -80.0
 
 
 @njit(cache=True, inline="always")
-def _similarity(b: np.ndarray, p: int, q: int, kind: int, scale: float, log_floor: float) -> float:
-    """``fabricdet.ops.boxes`` similarity of boxes ``p`` and ``q`` (rows of ``b``, xyxy).
+def _similarity(
+    b: np.ndarray, root: np.ndarray, p: int, q: int, kind: int, scale: float, log_floor: float
+) -> float:
+    """``fabricdet.ops.boxes`` similarity of boxes ``p`` and ``q`` (rows of ``b``, xyxy;
+    ``root``: each box's ``sqrt(w h + eps)``).
 
-    For ``"iou+nwd"`` the exp of the Wasserstein term is skipped when its exponent shows it
-    below ``exp(log_floor)``: the result, IoU, is then exact or below the floor too."""
+    For ``"iou+nwd"`` the Wasserstein term is skipped when it is shown below
+    ``exp(log_floor)``: the result, IoU, is then exact or below the floor too. Most pairs the
+    sweep tests are such pairs, and the test needs no square root or exp."""
     ax1, ay1, ax2, ay2 = b[p, 0], b[p, 1], b[p, 2], b[p, 3]
     bx1, by1, bx2, by2 = b[q, 0], b[q, 1], b[q, 2], b[q, 3]
     aw, ah = max(ax2 - ax1, 0.0), max(ay2 - ay1, 0.0)
@@ -54,13 +59,34 @@ def _similarity(b: np.ndarray, p: int, q: int, kind: int, scale: float, log_floo
         eh = max(ay2, by2) - min(ay1, by1)
         return iou - (dx * dx + dy * dy) / max(ew * ew + eh * eh, _EPS)
     w2sq = dx * dx + dy * dy + ((aw - bw) ** 2 + (ah - bh) ** 2) / 4
-    w2 = math.sqrt(w2sq + _EPS) - math.sqrt(_EPS)
-    size = max(math.sqrt(aw * ah + _EPS), math.sqrt(bw * bh + _EPS))
-    exponent = max(-w2 / max(scale * size, _EPS), _MIN_LOG_NWD)
+    norm = max(scale * max(root[p], root[q]), _EPS)
+    if kind == 3 and log_floor > _MIN_LOG_NWD:
+        # exponent < log_floor  <=>  w2 > -log_floor * norm; in squares, with a margin of
+        # 1e-9 so that rounding never rejects a pair the exact test below would keep.
+        reach = (-log_floor * norm + _SQRT_EPS) * (1.0 + 1e-9)
+        if w2sq + _EPS > reach * reach:
+            return iou
+    w2 = math.sqrt(w2sq + _EPS) - _SQRT_EPS
+    exponent = max(-w2 / norm, _MIN_LOG_NWD)
     if kind == 3 and exponent < log_floor:
         return iou
     nwd = math.exp(exponent)
     return nwd if kind == 2 else max(iou, nwd)
+
+
+_SWAP_XY = np.array([1, 0, 3, 2])
+
+
+@njit(cache=True)
+def _crowding(boxes: np.ndarray, axis: int, reach: float) -> float:
+    """Sum of the sweep intervals' lengths along ``axis`` over the spread of the centres there:
+    roughly how many boxes each one meets in a sweep along it."""
+    lo, hi = boxes[:, axis], boxes[:, axis + 2]
+    other = np.maximum(boxes[:, 3 - axis] - boxes[:, 1 - axis], 0.0)
+    length = np.maximum(hi - lo, 0.0)
+    centre = (lo + hi) / 2
+    reaches = np.maximum(length, 2.0 * reach * np.sqrt(length * other))
+    return reaches.sum() / (centre.max() - centre.min() + 1.0)
 
 
 @njit(cache=True)
@@ -68,12 +94,19 @@ def _edges(
     boxes: np.ndarray, cls: np.ndarray, reach: float, floor: float, kind: int, scale: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs ``p < q`` of one class with similarity >= ``floor`` (``reach``: interval
-    half-width per unit of size; inf: every pair of the class). Returns first, second, sigma."""
+    half-width per unit of size; inf: every pair of the class). Returns first, second, sigma.
+
+    The sweep runs along the axis where the boxes' reach is shorter against the spread of
+    their centres (every similarity is the same with x and y swapped): a wide image's thread
+    candidates span much of its width, and along x every box meets most others."""
     n = len(boxes)
+    if math.isfinite(reach) and _crowding(boxes, 1, reach) < _crowding(boxes, 0, reach):
+        boxes = boxes[:, _SWAP_XY]
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
     w = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
     h = np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    root = np.sqrt(w * h + _EPS)
     half = np.full(n, np.inf)  # infinite reach: every pair of the class
     half_y = np.full(n, np.inf)
     if math.isfinite(reach):
@@ -86,13 +119,15 @@ def _edges(
     else:
         key = cls.astype(np.float64)
     order = np.argsort(key, kind="mergesort")  # by class, then left end
+    # Every array in sweep order, so that the inner loop reads memory in sequence.
+    sweep = (boxes[order], cls[order], cx[order], cy[order], left[order], half[order])
+    bound = (half_y[order], root[order])
     log_floor = math.log(floor) if floor > 0 else -np.inf
     cap = 8 * n + 16
     first = np.empty(cap, np.int64)
     second = np.empty(cap, np.int64)
     sigma = np.empty(cap, np.float64)
     m = 0
-    bound = (cx, cy, left, half, half_y)
     for a in range(n):
         # Grow before the row, to room for every pair it could add: arrays rebound inside the
         # sweep's inner loop cost a reference count per pair (half the sweep's time).
@@ -100,17 +135,19 @@ def _edges(
             cap = max(2 * cap, m + n - a)
             first, second, sigma = _grow(first, cap), _grow(second, cap), _grow(sigma, cap)
         m = _sweep_row(
-            boxes, cls, order, bound, a, kind, scale, floor, log_floor, first, second, sigma, m
+            sweep, bound, order, a, kind, scale, floor, log_floor, first, second, sigma, m
         )
     return first[:m], second[:m], sigma[:m]
 
 
+_Arrays = tuple[np.ndarray, ...]
+
+
 @njit(cache=True)
 def _sweep_row(
-    boxes: np.ndarray,
-    cls: np.ndarray,
+    sweep: _Arrays,
+    bound: _Arrays,
     order: np.ndarray,
-    bound: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     a: int,
     kind: int,
     scale: float,
@@ -122,18 +159,20 @@ def _sweep_row(
     m: int,
 ) -> int:
     """The edges of the ``a``-th box in sweep order with the boxes after it, written from
-    index ``m`` on; returns the new count. ``bound``: centres, left ends and half-extents."""
-    cx, cy, left, half, half_y = bound
-    p = order[a]
-    right = cx[p] + half[p]
+    index ``m`` on; returns the new count. ``sweep``: boxes, classes, centres, left ends and
+    half-widths, ``bound``: half-heights and square roots of the areas, all in sweep order;
+    ``order``: the boxes' indices."""
+    boxes, cls, cx, cy, left, half = sweep
+    half_y, root = bound
+    right = cx[a] + half[a]
     for c in range(a + 1, len(order)):
-        q = order[c]
-        if cls[q] != cls[p] or left[q] > right:
+        if cls[c] != cls[a] or left[c] > right:
             break
-        if abs(cy[p] - cy[q]) > half_y[p] + half_y[q]:  # the same bound along y
+        if abs(cy[a] - cy[c]) > half_y[a] + half_y[c]:  # the same bound along y
             continue
-        s = _similarity(boxes, p, q, kind, scale, log_floor)
+        s = _similarity(boxes, root, a, c, kind, scale, log_floor)
         if s >= floor:
+            p, q = order[a], order[c]
             first[m], second[m], sigma[m] = min(p, q), max(p, q), s
             m += 1
     return m
@@ -182,12 +221,13 @@ def sinkhorn_nms_kernel(
         keep (bool[N]), boxes (float64[N, 4]): fused (or own) box of every candidate's slot.
     """
     first, second, sigma = _edges(boxes, cls, reach, floor, kind, scale)
-    start, col, sim = _rows(len(scores), cls, first, second, sigma)
+    look, self_look = _looks(first, second, embeddings, margin)
+    start, col, sim, look = _rows(len(scores), cls, first, second, sigma, look, self_look)
     class_mass = np.zeros(cls.max() + 1)
     for i in range(len(scores)):
         class_mass[cls[i]] += scores[i]
     kernel, capacity = _kernel(
-        start, col, sim, scores, cls, class_mass, embeddings,
+        start, col, sim, look, scores, cls, class_mass, embeddings.shape[1] > 0,
         theta, eps, w_sp, w_ft, margin, w_q, q_range, delta, tau,
     )  # fmt: skip
     u, v = _scalings(kernel, start, col, cls, scores, capacity, class_mass, num_iters)
@@ -197,11 +237,43 @@ def sinkhorn_nms_kernel(
 
 
 @njit(cache=True)
+def _looks(
+    first: np.ndarray, second: np.ndarray, embeddings: np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Appearance distance beyond the margin, ``relu(d - mu) / (1 - mu)`` with ``d = 1 - cos``
+    (``d`` itself when ``mu`` = 0), of every edge and of every candidate with itself; zeros
+    without embeddings. Once per edge: the two entries of a pair share it."""
+    n, dim = embeddings.shape
+    look = np.zeros(len(first))
+    self_look = np.zeros(n)
+    if dim:
+        for e in range(len(first)):
+            look[e] = _look(embeddings, first[e], second[e], margin)
+        for i in range(n):
+            self_look[i] = _look(embeddings, i, i, margin)
+    return look, self_look
+
+
+@njit(cache=True, inline="always")
+def _look(embeddings: np.ndarray, i: int, j: int, margin: float) -> float:
+    d = 1.0
+    for t in range(embeddings.shape[1]):
+        d -= embeddings[i, t] * embeddings[j, t]
+    return max(d - margin, 0.0) / (1.0 - margin) if margin else d
+
+
+@njit(cache=True)
 def _rows(
-    n: int, cls: np.ndarray, first: np.ndarray, second: np.ndarray, sigma: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n: int,
+    cls: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    sigma: np.ndarray,
+    look: np.ndarray,
+    self_look: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CSR pattern of the candidate rows: itself first, then its partners, then its class's
-    dustbin (column ``n + cls``) last. Returns row starts, columns, similarities."""
+    dustbin (column ``n + cls``) last. Returns row starts, columns, similarities, looks."""
     start = np.zeros(n + 1, np.int64)
     for i in range(n):
         start[i + 1] = 2  # self and dustbin
@@ -211,17 +283,18 @@ def _rows(
     start = np.cumsum(start)
     col = np.empty(start[n], np.int64)
     sim = np.empty(start[n], np.float64)
+    looks = np.zeros(start[n], np.float64)
     fill = start[:n] + 1
     for i in range(n):
-        col[start[i]], sim[start[i]] = i, 1.0
+        col[start[i]], sim[start[i]], looks[start[i]] = i, 1.0, self_look[i]
         col[start[i + 1] - 1], sim[start[i + 1] - 1] = n + cls[i], 0.0
     for e in range(len(first)):
         p, q = first[e], second[e]
-        col[fill[p]], sim[fill[p]] = q, sigma[e]
-        col[fill[q]], sim[fill[q]] = p, sigma[e]
+        col[fill[p]], sim[fill[p]], looks[fill[p]] = q, sigma[e], look[e]
+        col[fill[q]], sim[fill[q]], looks[fill[q]] = p, sigma[e], look[e]
         fill[p] += 1
         fill[q] += 1
-    return start, col, sim
+    return start, col, sim, looks
 
 
 @njit(cache=True)
@@ -229,10 +302,11 @@ def _kernel(
     start: np.ndarray,
     col: np.ndarray,
     sim: np.ndarray,
+    look: np.ndarray,
     supply: np.ndarray,
     cls: np.ndarray,
     class_mass: np.ndarray,
-    embeddings: np.ndarray,
+    has_looks: bool,
     theta: float,
     eps: float,
     w_sp: float,
@@ -245,7 +319,6 @@ def _kernel(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row-stabilised kernel ``exp(-C / eps - row max)`` per entry, and slot capacities."""
     n = len(supply)
-    dim = embeddings.shape[1]
     log_s = np.log(np.maximum(supply, 1e-6))
     # tanh(log(x) / r) = (x^(2/r) - 1) / (x^(2/r) + 1): with powers of the scores computed once
     # per candidate, the prior costs no transcendental function per entry (exp and tanh per
@@ -263,14 +336,10 @@ def _kernel(
                 kernel[e] = -delta / eps
             else:
                 cost = w_sp / theta * max(theta - sim[e], 0.0)
-                if dim:
-                    d = 1.0
-                    for t in range(dim):
-                        d -= embeddings[i, t] * embeddings[j, t]
-                    look = max(d - margin, 0.0) / (1.0 - margin) if margin else d
-                    cost += w_ft * look
+                if has_looks:
+                    cost += w_ft * look[e]
                     # within the margin (most duplicates) the kernel is exp(0) = 1
-                    total += supply[j] * (math.exp(-look / tau) if look > 0.0 else 1.0)
+                    total += supply[j] * (math.exp(-look[e] / tau) if look[e] > 0.0 else 1.0)
                 if rational:
                     y = power[i] / power[j]
                     cost += w_q * q_range * (y - 1.0) / (y + 1.0)
@@ -285,7 +354,7 @@ def _kernel(
             kernel[e] = math.exp(stable) if stable > HYBRID_CUTOFF else 0.0
         # Without embeddings a slot may absorb its whole class; with them, the look-alike
         # mass that reaches it (its row: the edges are symmetric).
-        capacity[i] = total if dim else class_mass[cls[i]]
+        capacity[i] = total if has_looks else class_mass[cls[i]]
     return kernel, capacity
 
 
