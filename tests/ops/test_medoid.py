@@ -9,14 +9,16 @@ import torchvision
 from fabricdet.ops.medoid import cluster_members, medoid_boxes, medoid_index
 
 
-def _random_candidates(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _random_candidates(
+    seed: int, n: int, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     centres = torch.rand(6, 2, generator=g) * 200
     pick = torch.randint(0, 6, (n,), generator=g)
     xy = centres[pick] + torch.randn(n, 2, generator=g) * 4
     wh = 10 + torch.rand(n, 2, generator=g) * 30
-    boxes = torch.cat([xy - wh / 2, xy + wh / 2], 1).double()
-    return boxes, torch.rand(n, generator=g).double(), torch.randint(0, 2, (n,), generator=g)
+    boxes = torch.cat([xy - wh / 2, xy + wh / 2], 1).to(dtype)
+    return boxes, torch.rand(n, generator=g).to(dtype), torch.randint(0, 2, (n,), generator=g)
 
 
 def _loop(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor,
@@ -34,8 +36,10 @@ def _loop(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, keep:
 
 @pytest.mark.parametrize("power", [0.0, 1.0, 2.0])
 @pytest.mark.parametrize("seed", range(3))
-def test_medoid_boxes_match_the_definition(seed: int, power: float) -> None:
-    boxes, scores, labels = _random_candidates(seed, 120)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_medoid_boxes_match_the_definition(seed: int, power: float, dtype: torch.dtype) -> None:
+    """float32 on CPU runs the compiled loop (medoid_kernel), float64 the tensor ops."""
+    boxes, scores, labels = _random_candidates(seed, 120, dtype)
     keep = torchvision.ops.batched_nms(boxes, scores, labels, 0.5)
     out = medoid_boxes(boxes, scores, labels, keep, 0.5, power)
     torch.testing.assert_close(out, _loop(boxes, scores, labels, keep, 0.5, power))
@@ -54,6 +58,18 @@ def test_medoid_is_the_box_the_duplicates_agree_on() -> None:
     torch.testing.assert_close(medoid_boxes(boxes, scores, labels, keep, 0.5, 1.0), boxes[[2]])
     # a large power trusts the best-scored box alone
     torch.testing.assert_close(medoid_boxes(boxes, scores, labels, keep, 0.5, 8.0), boxes[[0]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_zero_area_kept_box_keeps_itself(dtype: torch.dtype) -> None:
+    """A zero-area box overlaps nothing, itself included: its cluster is empty."""
+    boxes = torch.tensor([[0, 0, 10, 10], [5, 5, 5, 9], [1, 0, 11, 10]], dtype=dtype)
+    scores = torch.tensor([0.9, 0.8, 0.7], dtype=dtype)
+    keep = torch.tensor([0, 1])
+    out = medoid_boxes(boxes, scores, torch.zeros(3, dtype=torch.int64), keep, 0.5, 0.0)
+    assert torch.equal(out[1], boxes[1])
+    assert torch.equal(medoid_boxes(boxes, scores, torch.zeros(3, dtype=torch.int64), keep[1:],
+                                    0.5), boxes[[1]])  # fmt: skip
 
 
 def test_classes_and_singletons_keep_their_own_boxes() -> None:

@@ -20,10 +20,12 @@ and so AP50, is the NMS method's); only its box moves.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from fabricdet.ops.boxes import pairwise_iou
+from fabricdet.ops.medoid_kernel import medoid_picks
 
 
 def cluster_members(
@@ -77,19 +79,31 @@ def medoid_boxes(
         power: ``p``, the score weighting.
 
     Returns:
-        Tensor[K, 4]: each kept detection's box (its own when its cluster is itself alone).
+        Tensor[K, 4]: each kept detection's box (its own when its cluster is itself alone, or
+        empty: a zero-area box overlaps nothing).
     """
     if not power >= 0:
         raise ValueError(f"power must be >= 0, got {power}")
     if len(keep) == 0:
         return boxes[keep]
+    weights = scores.to(boxes.dtype) ** power
+    eager = not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+    if boxes.device.type == "cpu" and boxes.dtype == torch.float32 and eager:
+        # the compiled loop over each cluster's own pairs (medoid_kernel)
+        picks = medoid_picks(
+            boxes.detach().float().numpy(), weights.detach().float().numpy(),
+            idxs.numpy(), keep.numpy(), np.float32(iou_threshold),
+        )  # fmt: skip
+        return boxes[torch.from_numpy(picks)]
     member = cluster_members(boxes[keep], idxs[keep], boxes, idxs, iou_threshold)
     # Each cluster's members gathered into a row of its own (padded to the largest cluster),
     # so the overlaps are computed within clusters only: sum of |C_r|^2, not K N^2.
     counts = member.sum(1)
     size = int(counts.max())  # host sync: fine for the eager decode's variable-size output
+    if size == 0:  # every kept box zero-area
+        return boxes[keep]
     index = torch.sort(member.to(torch.uint8), dim=1, descending=True, stable=True)[1][:, :size]
     real = torch.arange(size, device=boxes.device) < counts.unsqueeze(1)  # [K, size]
-    weights = torch.where(real, scores[index].to(boxes.dtype) ** power, 0.0)
-    pick = medoid_index(real.unsqueeze(1), boxes[index], weights)[:, 0]  # one cluster per row
-    return boxes[index.gather(1, pick.unsqueeze(1))[:, 0]]
+    pick = medoid_index(real.unsqueeze(1), boxes[index], torch.where(real, weights[index], 0.0))
+    medoid = boxes[index.gather(1, pick)[:, 0]]  # one cluster per row
+    return torch.where((counts > 0).unsqueeze(1), medoid, boxes[keep])
