@@ -151,6 +151,7 @@ def _medoids(
     weights = torch.where(cand.mask, cand.scores.to(cand.boxes.dtype) ** cfg.medoid_power, 0.0)
     index = medoid_index(member, cand.boxes, weights)
     medoid = torch.gather(cand.boxes, 1, index.unsqueeze(-1).expand(-1, -1, 4))
+    medoid = torch.where(member.any(-1, keepdim=True), medoid, centres)  # zero-area: no member
     valid = torch.arange(centres.shape[1], device=count.device).unsqueeze(0) < count.unsqueeze(1)
     return torch.where(valid.unsqueeze(-1), medoid, torch.zeros_like(medoid))
 
