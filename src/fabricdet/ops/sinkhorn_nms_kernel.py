@@ -2,8 +2,9 @@
 
 The same problem, solver and decode as :func:`fabricdet.ops.sparse_sinkhorn_nms.sparse_sinkhorn_nms`
 (read its module docstring): edges are the same-class pairs with similarity at or above the
-floor, found by a sweep along x; each class has a dustbin row and column; a fixed number of
-row-stabilised Sinkhorn iterations; the greedy decode over plan claims; plan-weighted fusion.
+floor, found by a sweep along one axis; each class has a dustbin row and column; a fixed
+number of row-stabilised Sinkhorn iterations; the greedy decode over plan claims;
+plan-weighted fusion.
 Why a second implementation: at N = 1000 the PyTorch version is about a hundred small tensor
 ops (gathers over ~10^4 edges, 20 sparse matrix-vector products, the fixed-point passes),
 whose dispatch costs far more than their arithmetic; here each step is one loop. The decode is
@@ -113,7 +114,7 @@ def _edges(
         half = np.maximum(w / 2, reach * np.sqrt(w * h))
         half_y = np.maximum(h / 2, reach * np.sqrt(w * h))
     left = cx - half
-    if math.isfinite(reach):  # classes moved apart along x (torchvision's offset trick)
+    if math.isfinite(reach):  # classes moved apart along the sweep (torchvision's offset trick)
         stride = 2.0 * (boxes[:, 2].max() - boxes[:, 0].min() + 2.0 * half.max()) + 1.0
         key = left + cls * stride
     else:
