@@ -83,8 +83,9 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, list[torch.Tensor]]]:
     if args.model is None:
         raise SystemExit("--data needs --model (the image scale is the trained model's)")
     data_cfg = load_model(args.model).config.data
-    records = select_split(load_dataset(Path(args.data)), args.split).images[: args.images]
-    images = [load_for_model(args.data / rec.file_name, data_cfg)[0] for rec in records]
+    dataset = select_split(load_dataset(Path(args.data)), args.split)
+    records = dataset.images[: args.images]
+    images = [load_for_model(dataset.image_path(rec), data_cfg)[0] for rec in records]
     h, w = images[0].shape[-2:]
     return [(f"{len(images)} {args.split} images, {w}x{h}", images)]
 

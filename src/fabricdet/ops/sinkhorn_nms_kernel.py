@@ -169,7 +169,7 @@ def _sweep_row(
     for c in range(a + 1, len(order)):
         if cls[c] != cls[a] or left[c] > right:
             break
-        if abs(cy[a] - cy[c]) > half_y[a] + half_y[c]:  # the same bound along y
+        if abs(cy[a] - cy[c]) > half_y[a] + half_y[c]:  # the same bound across the sweep
             continue
         s = _similarity(boxes, root, a, c, kind, scale, log_floor)
         if s >= floor:
