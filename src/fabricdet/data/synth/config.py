@@ -86,8 +86,9 @@ class SynthConfig:
         raw_name_weights: raw Tianchi name -> relative frequency within its category.
         defects_per_image: probabilities of 1, 2, ... defects on a defective image.
         twin_prob: probability that a thread defect (broken, thick, loose... yarn) comes with a
-            parallel twin of the same class a few yarns away: two objects whose boxes overlap
-            or touch, the case greedy NMS gets wrong.
+            parallel twin of the same class a few yarns away: two thin objects side by side,
+            which a duplicate removal that compares thin boxes loosely (by centre distance, or
+            at a low IoU threshold) merges; their boxes rarely overlap by IoU 0.5.
         twin_gap_yarns: ``(min, max)`` distance between twins, in yarns.
         cluster_prob: probability that a defect is placed next to the previous one.
         pitch_range: ``(min, max)`` mean yarn pitch in pixels.
