@@ -5,7 +5,9 @@ depends on the data (boolean indexing's ``nonzero``, ``.item()``) makes the host
 device. A step of the demo-sized detector does too little arithmetic per op to hide either, so
 its speed there follows these counts, not FLOPs. Counted on CPU with the profiler (the same
 ops run on CUDA), for one training step (forward, losses, backward) at each batch size, with
-the share in the model's parts that loop over the images.
+the share in the model's parts that loop over the images, the rest of the loss code around
+them (the loop's own indexing, the sums), candidate selection and SinkhornNMS; ``rest`` is the
+network and the backward pass.
 
     python benchmarks/train_step_ops.py [--data fabricdet-demo/data] [--batch-sizes 1 4 8]
         [--set KEY=VALUE ...]
@@ -23,6 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import fabricdet.models.detector as detector_module
+import fabricdet.ops.sinkhorn_nms as sinkhorn_nms_module
 from fabricdet.data.synth import load_or_generate
 from fabricdet.engine.config import preset
 from fabricdet.engine.config_io import apply_overrides
@@ -32,7 +35,8 @@ from fabricdet.models.set_loss import SetCriterion
 
 #: Ops whose output size the host must read back from the device.
 SYNC_OPS = frozenset({"aten::nonzero", "aten::_local_scalar_dense"})
-#: Per-image parts of the training step: (owner, attribute) -> label.
+#: Parts of the training step, each a profiler range: (owner, attribute) -> label. An op
+#: counts in its innermost range (the loss code's range holds the per-image parts).
 PARTS: dict[tuple[Any, str], str] = {
     (detector_module, "assign"): "assignment",
     (detector_module, "focal_loss"): "dense losses",
@@ -42,6 +46,9 @@ PARTS: dict[tuple[Any, str], str] = {
     (detector_module, "embedding_loss"): "embedding loss",
     (detector_module.FabricDetector, "_embedding_targets"): "embedding loss",
     (SetCriterion, "__call__"): "set loss matching",
+    (detector_module.FabricDetector, "losses"): "loss code around them",
+    (detector_module, "select_candidates"): "candidate selection",
+    (sinkhorn_nms_module.SinkhornNMS, "forward"): "SinkhornNMS",
 }
 
 
@@ -62,7 +69,7 @@ def _instrument() -> None:
 
 
 def count_step(model: torch.nn.Module, images: list, targets: list) -> dict[str, list[int]]:
-    """``{part: [ops, syncs]}`` of one training step (``"rest"``: network, backward, NMS)."""
+    """``{part: [ops, syncs]}`` of one training step (``"rest"``: network, backward)."""
 
     def step() -> None:
         losses = model(images, targets)
