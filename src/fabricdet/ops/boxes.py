@@ -23,13 +23,19 @@ NWD_SCALE = 0.2
 _MIN_LOG_NWD = -80.0
 
 
+def tracing() -> bool:
+    """Whether the code runs under ``torch.compile`` or a trace (export), where data-dependent
+    branches and host-side shortcuts are not allowed."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def check_finite(name: str, tensor: Tensor) -> None:
     """Raise a ValueError naming ``name`` if ``tensor`` holds NaN or inf (one host sync).
 
     Skipped while tracing for ``torch.compile`` or export, where a data-dependent branch is not
     allowed; validation is the eager path's job.
     """
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if tracing():
         return
     if tensor.numel() and not bool(torch.isfinite(tensor).all()):
         bad = (~torch.isfinite(tensor)).nonzero()[0].tolist()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fabricdet.ops.boxes import pairwise_iou
+from fabricdet.ops.boxes import pairwise_iou, tracing
 from fabricdet.ops.medoid_kernel import medoid_picks
 
 
@@ -87,13 +87,15 @@ def medoid_boxes(
     if len(keep) == 0:
         return boxes[keep]
     weights = scores.to(boxes.dtype) ** power
-    eager = not (torch.compiler.is_compiling() or torch.jit.is_tracing())
-    if boxes.device.type == "cpu" and boxes.dtype == torch.float32 and eager:
+    if boxes.device.type == "cpu" and boxes.dtype == torch.float32 and not tracing():
         # the compiled loop over each cluster's own pairs (medoid_kernel)
         picks = medoid_picks(
-            boxes.detach().float().numpy(), weights.detach().float().numpy(),
-            idxs.numpy(), keep.numpy(), np.float32(iou_threshold),
-        )  # fmt: skip
+            boxes.detach().numpy(),
+            weights.detach().numpy(),
+            idxs.numpy(),
+            keep.numpy(),
+            np.float32(iou_threshold),
+        )
         return boxes[torch.from_numpy(picks)]
     member = cluster_members(boxes[keep], idxs[keep], boxes, idxs, iou_threshold)
     # Each cluster's members gathered into a row of its own (padded to the largest cluster),

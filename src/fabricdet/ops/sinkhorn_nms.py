@@ -89,7 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fabricdet.ops.boxes import NWD_SCALE, OverlapKind, check_finite, pairwise_overlap
+from fabricdet.ops.boxes import NWD_SCALE, OverlapKind, check_finite, pairwise_overlap, tracing
 from fabricdet.ops.sinkhorn import GradMode, SolverMode, sinkhorn
 from fabricdet.ops.sinkhorn_nms_edges import PlanEntries, edge_plan
 from fabricdet.ops.sinkhorn_nms_terms import (
@@ -165,10 +165,6 @@ def class_dustbins(
     )
 
 
-def _tracing() -> bool:
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
-
-
 def greedy_fixed_point(seed_rows: Tensor, own: Tensor, alive: Tensor, max_passes: int) -> Tensor:
     """The hard decode: greedy NMS with "slot ``j'`` claims seed ``j``" for "IoU above theta".
 
@@ -196,7 +192,7 @@ def greedy_fixed_point(seed_rows: Tensor, own: Tensor, alive: Tensor, max_passes
     keep = alive
     # Stop once a pass changes nothing where that test is free (eager, on CPU); on a GPU it
     # would synchronise with the host, and traced graphs need a fixed number of passes.
-    settle = own.device.type == "cpu" and not _tracing()
+    settle = own.device.type == "cpu" and not tracing()
     for _ in range(max_passes):
         # A matrix-vector product rather than an any() over [B, K, K]: the cheap reduction.
         claimed = (claims @ keep.to(own.dtype).unsqueeze(-1)).squeeze(-1) > 0
@@ -400,7 +396,7 @@ class SinkhornNMS(nn.Module):
         slot_mask = torch.gather(mask, 1, slot_index)
         num_groups = self._num_dustbins(labels_eff, labels is None or self.class_agnostic)
         fuse_power = self.fuse_power if self.fuse_boxes else None  # None: each seed's own box
-        if self.edges and self.grad == "unrolled" and not _tracing():
+        if self.edges and self.grad == "unrolled" and not tracing():
             entries = edge_plan(
                 self, boxes, scores, labels_eff, embeddings, mask, slot_index, slot_mask,
                 num_groups,
@@ -452,7 +448,7 @@ class SinkhornNMS(nn.Module):
             return 1
         if self.num_classes is not None:
             return self.num_classes
-        if _tracing():
+        if tracing():
             raise ValueError("SinkhornNMS needs num_classes to trace or export with labels")
         return int(labels.max()) + 1 if labels.numel() else 1  # host sync
 
