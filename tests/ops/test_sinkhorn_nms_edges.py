@@ -56,8 +56,11 @@ def test_edges_batched_with_padding_and_class_agnostic() -> None:
     emb = torch.randn(2, 40, 8, generator=g)
     mask = torch.ones(2, 40, dtype=torch.bool)
     mask[1, 25:] = False
-    for agnostic, power in ((False, 0.0), (True, 0.0), (False, 3.0)):
-        options = {"max_slots": 30, "class_agnostic": agnostic, "fuse_power": power}
+    for agnostic, power, looks in ((False, 0.0, True), (True, 0.0, True), (False, 3.0, False)):
+        options = {
+            "max_slots": 30, "class_agnostic": agnostic, "fuse_power": power,
+            "appearance_capacity": looks,
+        }  # fmt: skip
         dense, dense_grads = run(SinkhornNMS(**options), boxes, scores, labels, emb, mask)
         edges, edge_grads = run(
             SinkhornNMS(edges=True, **options), boxes, scores, labels, emb, mask

@@ -57,6 +57,27 @@ def test_sparse_equals_dense_with_embeddings(seed: int) -> None:
     embeddings = torch.randn(400, 8, generator=g)
     assert_same_decode(boxes, scores, labels, embeddings=embeddings)
     assert_same_decode(boxes, scores, labels, embeddings=embeddings, feature_weight=3.0)
+    assert_same_decode(boxes, scores, labels, embeddings=embeddings, appearance_capacity=False)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_class_capacities_leave_the_embeddings_in_the_cost_alone(dense: bool) -> None:
+    """With ``appearance_capacity=False`` the embeddings reach the plan only through the
+    appearance cost: with that term off too, the decode is the one without embeddings. With
+    appearance capacities the same embeddings change it (the capacities are then the
+    look-alike mass around each slot, not the class mass)."""
+    boxes, scores, labels = detector_candidates(400, 5)
+    emb = torch.randn(400, 8, generator=torch.Generator().manual_seed(5))
+
+    def kept(e: torch.Tensor | None, looks: bool) -> list[int]:
+        return sinkhorn_batched_nms(
+            boxes, scores, labels, 0.5, embeddings=e, dense=dense, feature_weight=0.0,
+            appearance_capacity=looks,
+        ).keep.tolist()  # fmt: skip
+
+    plain = kept(None, True)
+    assert kept(emb, False) == plain
+    assert kept(emb, True) != plain
 
 
 @pytest.mark.parametrize(
@@ -239,6 +260,7 @@ def test_negative_fuse_power_is_an_error() -> None:
         {"overlap": "diou"},
         {"quality_range": float("inf")},
         {"fuse_power": 2.0},
+        {"appearance_capacity": False},
     ],
 )
 def test_compiled_kernel_equals_tensor_ops(seed: int, options: dict) -> None:

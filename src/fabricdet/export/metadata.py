@@ -65,6 +65,7 @@ def build_metadata(loaded: LoadedModel, wrapper: ExportableDetector) -> dict[str
             "quality_range": nms.quality_range,
             "dustbin_cost": nms.dustbin_cost,
             "capacity_temperature": nms.capacity_temperature,
+            "appearance_capacity": nms.appearance_capacity,
             "overlap": nms.overlap,
             "nwd_scale": nms.nwd_scale,
             "fuse_boxes": nms.fuse_boxes,

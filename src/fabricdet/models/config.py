@@ -14,6 +14,12 @@ class SinkhornNMSConfig:
     the plan-weighted fused box. On the trained detectors the fused boxes cost AP, AP50 and
     most of all the adjacent defects (docs/experiment-log.md, "The ablation under today's
     default"). What the set loss trains is ``ModelConfig.set_loss_fused_boxes``.
+
+    ``appearance_capacity`` applies at inference too (training always uses appearance
+    capacities): each slot's capacity is the look-alike mass around it, or (default) its class
+    mass. The detector's embeddings learn the class rather than the instance, and capacities of
+    the local mass then only keep duplicates whose own slot is crowded (docs/experiment-log.md,
+    "Why SinkhornNMS trails greedy NMS at inference").
     """
 
     iou_threshold: float = 0.5
@@ -26,6 +32,7 @@ class SinkhornNMSConfig:
     quality_weight: float = 1.0
     quality_range: float = 1.0
     dustbin_cost: float = 3.0
+    appearance_capacity: bool = False  # at inference; training's are the look-alike mass
     overlap: str = "iou+nwd"
     fuse_boxes: bool = False  # at inference: plan-weighted fused boxes, else the seeds' own
     fuse_power: float = 0.0  # fused boxes weight each duplicate's mass by its score ** this

@@ -43,8 +43,13 @@ rarely have identical embeddings (least of all early in training), and without a
 small difference outweighs the quality prior, so duplicates keep their own slots.
 The capacity bounds how much look-alike mass a slot can absorb: without embeddings it is the
 whole class mass (never binding, greedy-like); with them, mass of a different-looking object
-cannot be absorbed. ``i ~ j`` are the same-class candidates that can reach slot ``j`` at all,
-``sigma >= m`` (:func:`similarity_floor`; every same-class candidate when there is no floor):
+cannot be absorbed. The price: a capacity of the mass around a slot binds, so the column
+scalings follow how crowded each slot's neighbourhood is, and a crowded duplicate's own slot
+can outbid the better-scored slot that should claim it; when the embeddings do not tell
+instances apart, that only keeps duplicates (``appearance_capacity=False`` keeps the
+appearance term in the cost and gives every slot its class mass). ``i ~ j`` are the
+same-class candidates that can reach slot ``j`` at all, ``sigma >= m``
+(:func:`similarity_floor`; every same-class candidate when there is no floor):
 look-alikes elsewhere in the image cannot be matched to ``j``, so they must not loosen its
 capacity (and the eval path then needs no class-wide appearance matrix). The capacity kernel
 sees looks through the same margin as the cost: a candidate within ``mu`` of its seed's look
@@ -245,6 +250,9 @@ class SinkhornNMS(nn.Module):
             never).
         dustbin_cost: ``delta``, the cost of leaving a candidate unexplained.
         capacity_temperature: ``tau`` of the appearance kernel of the capacities.
+        appearance_capacity: with embeddings, each slot's capacity is the look-alike mass
+            that reaches it (``False``: its class mass, as without embeddings; the appearance
+            term stays in the cost).
         overlap: spatial similarity, see :func:`fabricdet.ops.boxes.pairwise_overlap`.
         nwd_scale: scale of the Wasserstein similarity.
         max_slots: ``K`` cap (``None``: one slot per candidate).
@@ -292,6 +300,7 @@ class SinkhornNMS(nn.Module):
         quality_range: float = 1.0,
         dustbin_cost: float = 3.0,
         capacity_temperature: float = 0.1,
+        appearance_capacity: bool = True,
         overlap: OverlapKind = "iou+nwd",
         nwd_scale: float = NWD_SCALE,
         max_slots: int | None = None,
@@ -327,6 +336,7 @@ class SinkhornNMS(nn.Module):
         self.quality_range = quality_range
         self.dustbin_cost = dustbin_cost
         self.capacity_temperature = capacity_temperature
+        self.appearance_capacity = appearance_capacity
         self.overlap = overlap
         self.nwd_scale = nwd_scale
         self.max_slots = max_slots
@@ -480,7 +490,7 @@ class SinkhornNMS(nn.Module):
             seed_emb = torch.gather(emb, 1, slot_index.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
             dissim = 1.0 - emb @ seed_emb.transpose(1, 2)
         cost, look = self.pair_cost(sigma, log_ratio, dissim)
-        if look is None:
+        if look is None or not self.appearance_capacity:
             return cost, torch.ones_like(cost)
         kernel = torch.exp(-look / self.capacity_temperature)
         floor = self.similarity_floor()

@@ -244,10 +244,11 @@ def edge_plan(
         emb = F.normalize(embeddings.to(work), dim=-1).flatten(0, 1)
         dissim = 1.0 - (emb.index_select(0, cand) * emb.index_select(0, seed)).sum(-1)
     cost, look = nms.pair_cost(sigma, log_ratio, dissim)
-    # Capacities: without embeddings, the class mass (as the dense module's unit kernel).
+    # Capacities: without embeddings (or appearance capacities), the class mass (as the dense
+    # module's unit kernel).
     group_mass = supply.new_zeros(batch * g).index_add_(0, group_of.flatten(), supply)
     slot_group = group_of.flatten().index_select(0, seeds)  # [B * K]
-    if look is None:
+    if look is None or not nms.appearance_capacity:
         capacity = group_mass.index_select(0, slot_group)
     else:
         mass = supply.index_select(0, cand) * torch.exp(-look / nms.capacity_temperature)

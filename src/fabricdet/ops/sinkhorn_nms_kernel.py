@@ -202,6 +202,7 @@ def sinkhorn_nms_kernel(
     q_range: float,
     delta: float,
     tau: float,
+    appearance_capacity: bool,
     kind: int,
     scale: float,
     floor: float,
@@ -229,7 +230,7 @@ def sinkhorn_nms_kernel(
         class_mass[cls[i]] += scores[i]
     kernel, capacity = _kernel(
         start, col, sim, look, scores, cls, class_mass, embeddings.shape[1] > 0,
-        theta, eps, w_sp, w_ft, margin, w_q, q_range, delta, tau,
+        appearance_capacity, theta, eps, w_sp, w_ft, margin, w_q, q_range, delta, tau,
     )  # fmt: skip
     u, v = _scalings(kernel, start, col, cls, scores, capacity, class_mass, num_iters)
     keep = _decode(kernel, v, start, col, scores)
@@ -308,6 +309,7 @@ def _kernel(
     cls: np.ndarray,
     class_mass: np.ndarray,
     has_looks: bool,
+    appearance_capacity: bool,
     theta: float,
     eps: float,
     w_sp: float,
@@ -320,6 +322,7 @@ def _kernel(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row-stabilised kernel ``exp(-C / eps - row max)`` per entry, and slot capacities."""
     n = len(supply)
+    look_capacity = has_looks and appearance_capacity
     log_s = np.log(np.maximum(supply, 1e-6))
     # tanh(log(x) / r) = (x^(2/r) - 1) / (x^(2/r) + 1): with powers of the scores computed once
     # per candidate, the prior costs no transcendental function per entry (exp and tanh per
@@ -339,7 +342,7 @@ def _kernel(
                 cost = w_sp / theta * max(theta - sim[e], 0.0)
                 if has_looks:
                     cost += w_ft * look[e]
-                    # within the margin (most duplicates) the kernel is exp(0) = 1
+                if look_capacity:  # within the margin (most duplicates) the kernel is 1
                     total += supply[j] * (math.exp(-look[e] / tau) if look[e] > 0.0 else 1.0)
                 if rational:
                     y = power[i] / power[j]
@@ -353,9 +356,9 @@ def _kernel(
         for e in range(start[i], start[i + 1]):  # as the dense solver: 0 below its cutoff
             stable = kernel[e] - best
             kernel[e] = math.exp(stable) if stable > HYBRID_CUTOFF else 0.0
-        # Without embeddings a slot may absorb its whole class; with them, the look-alike
-        # mass that reaches it (its row: the edges are symmetric).
-        capacity[i] = total if has_looks else class_mass[cls[i]]
+        # Without appearance capacities a slot may absorb its whole class; with them, the
+        # look-alike mass that reaches it (its row: the edges are symmetric).
+        capacity[i] = total if look_capacity else class_mass[cls[i]]
     return kernel, capacity
 
 

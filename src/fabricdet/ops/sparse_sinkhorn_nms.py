@@ -321,6 +321,7 @@ def sparse_sinkhorn_nms(
     quality_range: float = 1.0,
     dustbin_cost: float = 3.0,
     capacity_temperature: float = 0.1,
+    appearance_capacity: bool = True,
     overlap: OverlapKind = "iou+nwd",
     nwd_scale: float = NWD_SCALE,
     decode_iters: int = DECODE_ITERS,
@@ -370,8 +371,9 @@ def sparse_sinkhorn_nms(
             np.ascontiguousarray(block[:, 6:]),  # [N, 0] without embeddings
             iou_threshold, eps, num_iters, spatial_weight, feature_weight, feature_margin,
             quality_weight, quality_range, dustbin_cost, capacity_temperature,
-            OVERLAP_CODES[overlap], nwd_scale, -math.inf if floor is None else floor,
-            neighbourhood_reach(overlap, nwd_scale, floor), fuse_boxes, fuse_power,
+            appearance_capacity, OVERLAP_CODES[overlap], nwd_scale,
+            -math.inf if floor is None else floor, neighbourhood_reach(overlap, nwd_scale, floor),
+            fuse_boxes, fuse_power,
         )  # fmt: skip
         kept = np.flatnonzero(keep_mask)
         kept = kept[np.argsort(-host_scores[kept], kind="stable")]  # ties: lower index first
@@ -397,6 +399,8 @@ def sparse_sinkhorn_nms(
             embeddings.index_select(0, nb.order), supply, nb, capacity_temperature, feature_margin
         )
         cost = cost + feature_weight * look
+        if not appearance_capacity:
+            capacity = class_mass.index_select(0, cls)
     cost = cost.masked_fill(dust, dustbin_cost)
     # Quality prior of candidate -> slot edges (none on dustbins). It is odd in the log-ratio,
     # so K^T's entry (p, q), which is K's (q, p), carries its negative.
