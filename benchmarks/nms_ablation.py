@@ -6,10 +6,10 @@ For each seed it trains the same detector twice on the synthetic benchmark:
 Each model is evaluated on the test split with every NMS method, each with the method's own
 kept boxes and with each kept detection's cluster medoid as its box (``model.medoid_boxes``,
 :mod:`fabricdet.ops.medoid`); the SinkhornNMS-trained model also with SinkhornNMS' spatial,
-appearance and quality terms switched off in turn, and with and without box fusion (at
-inference); a model with the box-quality head (``--set model.box_quality=true``) also without
-its rescoring. Reported per row: COCO AP, AP50, AP75,
-the Tianchi score, and COCO AP on the ``adjacent`` subset (the test images holding two
+appearance and quality terms switched off in turn, with and without box fusion (at
+inference) and with training's appearance capacities; a model with the box-quality head
+(``--set model.box_quality=true``) also without its rescoring. Reported per row: COCO AP,
+AP50, AP75, the Tianchi score, and COCO AP on the ``adjacent`` subset (the test images holding two
 defects whose boxes overlap or lie within ``--gap`` pixels: parallel broken threads and other
 neighbours, where greedy NMS merges).
 Mean and spread (sample standard deviation) over the seeds.
@@ -60,14 +60,16 @@ ARMS: dict[str, list[str]] = {
     "sinkhorn-trained": ["model.set_loss=true", "model.nms=sinkhorn"],
 }
 #: SinkhornNMS variants at inference: row name -> (config field, value). Each cost term
-#: switched off in turn, and the kept seeds' own boxes or the fused ones (one of the two is
-#: the model's own setting: fused before ``fuse_boxes`` defaulted to false).
+#: switched off in turn, the kept seeds' own boxes or the fused ones (one of the two is the
+#: model's own setting: fused before ``fuse_boxes`` defaulted to false), and slot capacities
+#: of the look-alike mass around each slot (training's) instead of the class mass.
 VARIANTS: dict[str, tuple[str, float | bool]] = {
     "sinkhorn, no spatial": ("spatial_weight", 0.0),
     "sinkhorn, no appearance": ("feature_weight", 0.0),
     "sinkhorn, no quality": ("quality_weight", 0.0),
     "sinkhorn, no box fusion": ("fuse_boxes", False),
     "sinkhorn, box fusion": ("fuse_boxes", True),
+    "sinkhorn, appearance capacities": ("appearance_capacity", True),
 }
 COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "tianchi_score", "adjacent_ap")
 

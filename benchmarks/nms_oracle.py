@@ -21,7 +21,8 @@ the NMS methods' own:
   candidate that plus Gaussian noise of norm about ``--embed-noise``; clutter random.
 
 Methods: greedy, soft, matrix, diou, wbf; SinkhornNMS as the detector runs it, without the
-embeddings, without box fusion and with score-sharpened fusion (``fuse_power`` 4). COCO
+embeddings, with slot capacities of the look-alike mass (``appearance_capacity``), without box
+fusion and with score-sharpened fusion (``fuse_power`` 4). COCO
 AP/AP50/AP75 on the chosen split and on its ``adjacent`` subset (images holding two defects that
 overlap or lie within ``--gap`` px: parallel threads, twins), over ``--repeats`` draws of the
 noise (mean; the spread between draws is printed too).
@@ -63,6 +64,7 @@ METHODS: dict[str, tuple[str, dict[str, object], bool]] = {
     "wbf": ("wbf", {}, False),
     "sinkhorn": ("sinkhorn", {}, True),
     "sinkhorn, no embeddings": ("sinkhorn", {}, False),
+    "sinkhorn, appearance capacities": ("sinkhorn", {"appearance_capacity": True}, True),
     "sinkhorn, no box fusion": ("sinkhorn", {"fuse_boxes": False}, True),
     "sinkhorn, fuse_power 4": ("sinkhorn", {"fuse_power": 4.0}, True),
 }
