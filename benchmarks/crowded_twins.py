@@ -6,7 +6,8 @@ few yarns away (``twin_prob`` 1) and every image is defective, at the ablation's
 then scores every model of an ablation folder (``ARM-SEED/model.pt``, from
 ``benchmarks/nms_ablation.py``) with every NMS method, the models' own settings (medoid boxes
 on where they were saved with it), and prints the mean and sample standard deviation over the
-seeds of each arm. Per-model results are cached in ``OUT/scores-ARM-SEED.json``.
+seeds of each arm. Per-model results are cached in ``OUT/scores-ARM-SEED.json`` (methods
+missing from a cache are scored and added: delete a method's entries to score it again).
 
     python benchmarks/crowded_twins.py --ablation runs/abl3200 [--out runs/twins-400]
         [--num-images 400] [--size 320x128] [--seed 7]
@@ -32,15 +33,15 @@ COLUMNS = ("coco_ap", "coco_ap50", "coco_ap75", "tianchi_score")
 
 def scores(run_dir: Path, dataset: DetectionDataset, cache: Path) -> dict[str, dict[str, float]]:
     """``{NMS method: metrics}`` of one model on the whole set, cached in ``cache``."""
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    loaded = load_model(run_dir / "model.pt")
-    rows = {}
-    for method in NMS_METHODS:
-        res = evaluate(loaded, dataset, split="test", nms=method, progress=False)
-        rows[method] = {c: res[c] for c in COLUMNS}
-        print(f"{run_dir.name} / {method}: {rows[method]}", flush=True)
-    atomic_write_json(cache, rows)
+    rows = json.loads(cache.read_text()) if cache.is_file() else {}
+    todo = [m for m in NMS_METHODS if m not in rows]
+    if todo:
+        loaded = load_model(run_dir / "model.pt")
+        for method in todo:
+            res = evaluate(loaded, dataset, split="test", nms=method, progress=False)
+            rows[method] = {c: res[c] for c in COLUMNS}
+            print(f"{run_dir.name} / {method}: {rows[method]}", flush=True)
+        atomic_write_json(cache, rows)
     return rows
 
 

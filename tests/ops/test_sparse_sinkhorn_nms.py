@@ -165,17 +165,23 @@ def test_kernel_edges_in_a_dense_cluster_are_every_close_pair(vertical: bool) ->
     torch.testing.assert_close(torch.from_numpy(sigma), ref)
 
 
-def test_batched_nms_passes_embeddings() -> None:
+@pytest.mark.parametrize("looks", [True, False])
+def test_batched_nms_passes_embeddings(looks: bool) -> None:
+    """Two adjacent threads that look different stay two, with appearance capacities or with
+    the appearance cost alone; looking alike, they merge."""
     boxes = torch.tensor([[0.0, 100.0, 1000.0, 106.0], [0.0, 101.0, 1000.0, 107.0]])
     scores = torch.tensor([0.9, 0.8])
     labels = torch.zeros(2, dtype=torch.long)
     different = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    kept = batched_nms(boxes, scores, labels, 0.5, method="sinkhorn", embeddings=different)
-    assert kept.tolist() == [0, 1]  # two adjacent threads that look different
-    same = different[[0, 0]]
-    assert batched_nms(boxes, scores, labels, 0.5, method="sinkhorn", embeddings=same).tolist() == [
-        0
-    ]
+
+    def kept(emb: torch.Tensor) -> list[int]:
+        return batched_nms(
+            boxes, scores, labels, 0.5, method="sinkhorn", embeddings=emb,
+            appearance_capacity=looks,
+        ).tolist()  # fmt: skip
+
+    assert kept(different) == [0, 1]
+    assert kept(different[[0, 0]]) == [0]
     # The other methods ignore embeddings, so a detector can switch methods freely.
     assert batched_nms(boxes, scores, labels, 0.5, embeddings=different).tolist() == [0]
     with pytest.raises(ValueError, match="embeddings must have shape"):
