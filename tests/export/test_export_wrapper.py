@@ -92,7 +92,7 @@ def test_uses_the_eval_eps_and_a_slot_per_candidate() -> None:
     wrapper = ExportableDetector(det)
     assert wrapper.nms.eps == cfg.model.sinkhorn.eps
     assert wrapper.nms.max_slots is None
-    # training's capacities are the look-alike mass; the eval decode's are the config's
+    # training's capacities are the look-alike mass by default; the eval decode's the config's
     assert det.sinkhorn.appearance_capacity and not wrapper.nms.appearance_capacity
     assert det.sinkhorn.eps == cfg.model.sinkhorn.eps_start  # the detector is left alone
 

@@ -157,6 +157,10 @@ class ModelConfig:
             Over three seeds of the demo's training the seeds' boxes scored no better in AP
             and lower in AP75 (docs/experiment-log.md, "The set loss on the seeds' own
             boxes").
+        set_loss_appearance_capacity: the set loss' SinkhornNMS gives each slot the capacity
+            of the look-alike mass around it (``True``, as every model so far was trained) or
+            its class mass (``False``, as the inference decode does by default:
+            ``SinkhornNMSConfig.appearance_capacity``).
         set_loss_spatial_grad: the set loss' gradient through the plan reaches the boxes by
             the spatial term (``False``, default: only by the fused boxes, so the loss cannot
             change the matching by moving boxes; with it, training through SinkhornNMS moved
@@ -210,6 +214,7 @@ class ModelConfig:
     set_loss_plan_grad: str = "none"
     set_loss_spatial_grad: bool = False
     set_loss_fused_boxes: bool = True
+    set_loss_appearance_capacity: bool = True
     l1_weight: float = 1.0
     assign_min_k: int = 12
     assign_topk: int = 20

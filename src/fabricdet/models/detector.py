@@ -90,14 +90,14 @@ class FabricDetector(nn.Module):
         # times cheaper; traced graphs get the dense solve) and without the hard decode, which
         # the losses do not use (inference runs batched_nms, export its own copy). Its slots'
         # boxes are the ones the set loss regresses: fused or the seeds' own, by the config,
-        # whatever the inference outputs; its capacities are the look-alike mass.
+        # whatever the inference outputs; its capacities too.
         self.sinkhorn = SinkhornNMS(
             iou_threshold=sk.iou_threshold, max_slots=cfg.slots, num_classes=num_classes,
             edges=True,
             **{
                 **sk.solver_options(sk.eps_start),
                 "fuse_boxes": cfg.set_loss_fused_boxes,
-                "appearance_capacity": True,
+                "appearance_capacity": cfg.set_loss_appearance_capacity,
             },
             decode_iters=0, spatial_grad=cfg.set_loss_spatial_grad,
         )  # fmt: skip
