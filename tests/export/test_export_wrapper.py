@@ -94,6 +94,8 @@ def test_uses_the_eval_eps_and_a_slot_per_candidate() -> None:
     assert wrapper.nms.max_slots is None
     # training's capacities are the look-alike mass by default; the eval decode's the config's
     assert det.sinkhorn.appearance_capacity and not wrapper.nms.appearance_capacity
+    classes = biased_detector(tiny_config("model.set_loss_appearance_capacity=false"), 2)
+    assert not classes.sinkhorn.appearance_capacity
     assert det.sinkhorn.eps == cfg.model.sinkhorn.eps_start  # the detector is left alone
 
 
