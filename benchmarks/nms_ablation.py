@@ -9,9 +9,9 @@ kept boxes and with each kept detection's cluster medoid as its box (``model.med
 appearance and quality terms switched off in turn, with and without box fusion (at
 inference) and with training's appearance capacities; a model with the box-quality head
 (``--set model.box_quality=true``) also without its rescoring. Reported per row: COCO AP,
-AP50, AP75, the Tianchi score, and COCO AP on the ``adjacent`` subset (the test images holding two
-defects whose boxes overlap or lie within ``--gap`` pixels: parallel broken threads and other
-neighbours, where greedy NMS merges).
+AP50, AP75, the Tianchi score, and COCO AP on the ``adjacent`` subset (the test images holding
+two defects whose boxes overlap or lie within ``--gap`` pixels: parallel broken threads and
+other neighbours, where greedy NMS merges).
 Mean and spread (sample standard deviation) over the seeds.
 
 Every stage resumes: a dataset or a finished run is reused, an interrupted run continues.

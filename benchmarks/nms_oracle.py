@@ -23,10 +23,10 @@ the NMS methods' own:
 Methods: greedy, soft, matrix, diou, wbf; SinkhornNMS as the detector runs it (each kept
 seed's own box, class-mass capacities), without the embeddings, with slot capacities of the
 look-alike mass (``appearance_capacity``), with plan-fused boxes and with score-sharpened
-fused boxes (``fuse_power`` 4). COCO
-AP/AP50/AP75 on the chosen split and on its ``adjacent`` subset (images holding two defects that
-overlap or lie within ``--gap`` px: parallel threads, twins), over ``--repeats`` draws of the
-noise (mean; the spread between draws is printed too).
+fused boxes (``fuse_power`` 4). COCO AP/AP50/AP75 on the chosen split and on its ``adjacent``
+subset (images holding two defects that overlap or lie within ``--gap`` px: parallel threads,
+twins), over ``--repeats`` draws of the noise (mean; the spread between draws is printed
+too).
 
     python benchmarks/nms_oracle.py [--data DIR] [--split all] [--repeats 3] [--dups 6]
         [--jitter 0.05] [--bias 0.5] [--fragments 0.3] [--clutter 3] [--embed-noise 0.5] [--gap 8]

@@ -94,7 +94,7 @@ class ExportableDetector(nn.Module):
         nms.eps = cfg.sinkhorn.eps
         nms.num_iters = cfg.sinkhorn.num_iters
         nms.fuse_boxes = cfg.sinkhorn.fuse_boxes  # the training module always fuses
-        nms.appearance_capacity = cfg.sinkhorn.appearance_capacity  # training's: always on
+        nms.appearance_capacity = cfg.sinkhorn.appearance_capacity  # training's may differ
         nms.max_slots = None
         nms.edges = False  # a static graph: the dense solve
         nms.decode_iters = DECODE_ITERS  # the training module skips the hard decode

@@ -15,11 +15,12 @@ class SinkhornNMSConfig:
     most of all the adjacent defects (docs/experiment-log.md, "The ablation under today's
     default"). What the set loss trains is ``ModelConfig.set_loss_fused_boxes``.
 
-    ``appearance_capacity`` applies at inference too (training always uses appearance
-    capacities): each slot's capacity is the look-alike mass around it, or (default) its class
-    mass. The detector's embeddings learn the class rather than the instance, and capacities of
-    the local mass then only keep duplicates whose own slot is crowded (docs/experiment-log.md,
-    "Why SinkhornNMS trails greedy NMS at inference").
+    ``appearance_capacity`` applies at inference too (training's is
+    ``ModelConfig.set_loss_appearance_capacity``): each slot's capacity is the look-alike mass
+    around it, or (default) its class mass. The detector's embeddings learn the class rather
+    than the instance, and capacities of the local mass then only keep duplicates whose own
+    slot is crowded (docs/experiment-log.md, "Why SinkhornNMS trails greedy NMS at
+    inference").
     """
 
     iou_threshold: float = 0.5
@@ -32,7 +33,7 @@ class SinkhornNMSConfig:
     quality_weight: float = 1.0
     quality_range: float = 1.0
     dustbin_cost: float = 3.0
-    appearance_capacity: bool = False  # at inference; training's are the look-alike mass
+    appearance_capacity: bool = False  # at inference (training: set_loss_appearance_capacity)
     overlap: str = "iou+nwd"
     fuse_boxes: bool = False  # at inference: plan-weighted fused boxes, else the seeds' own
     fuse_power: float = 0.0  # fused boxes weight each duplicate's mass by its score ** this
@@ -158,9 +159,11 @@ class ModelConfig:
             and lower in AP75 (docs/experiment-log.md, "The set loss on the seeds' own
             boxes").
         set_loss_appearance_capacity: the set loss' SinkhornNMS gives each slot the capacity
-            of the look-alike mass around it (``True``, as every model so far was trained) or
-            its class mass (``False``, as the inference decode does by default:
-            ``SinkhornNMSConfig.appearance_capacity``).
+            of the look-alike mass around it (``True``, default) or its class mass (``False``,
+            as the inference decode does by default:
+            ``SinkhornNMSConfig.appearance_capacity``). Over five seeds of the demo's training
+            the class mass scored no differently (docs/experiment-log.md, "Why SinkhornNMS
+            trails greedy NMS at inference").
         set_loss_spatial_grad: the set loss' gradient through the plan reaches the boxes by
             the spatial term (``False``, default: only by the fused boxes, so the loss cannot
             change the matching by moving boxes; with it, training through SinkhornNMS moved
