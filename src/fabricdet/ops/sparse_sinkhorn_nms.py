@@ -254,9 +254,10 @@ def _csr(crow: Tensor, columns: Tensor, values: Tensor) -> Tensor:
 
 
 def _appearance(
-    embeddings: Tensor, supply: Tensor, nb: Neighbourhoods, tau: float, margin: float
-) -> tuple[Tensor, Tensor]:
-    """Appearance cost on the entries and the capacities ``sum_{i ~ j} a_i k_ij``.
+    embeddings: Tensor, supply: Tensor, nb: Neighbourhoods, tau: float | None, margin: float
+) -> tuple[Tensor, Tensor | None]:
+    """Appearance cost on the entries and the capacities ``sum_{i ~ j} a_i k_ij`` (``tau``
+    None: no capacities, the caller's are the class mass).
 
     The pattern is symmetric, so row ``j``'s edges are exactly the candidates that reach slot
     ``j``: the capacity is a sum over its row.
@@ -266,7 +267,7 @@ def _appearance(
 
     Returns:
         appearance cost ``relu(d - mu) / (1 - mu)`` (Tensor[E]) (0 on dustbin entries),
-        capacity (Tensor[N]).
+        capacity (Tensor[N], or None without ``tau``).
     """
     n = len(supply)
     dust = nb.col >= n
@@ -274,6 +275,8 @@ def _appearance(
     emb = F.normalize(embeddings.to(supply.dtype), dim=-1)
     dissim = 1.0 - (emb.index_select(0, nb.row) * emb.index_select(0, col)).sum(-1)
     look = appearance_cost(dissim, margin)
+    if tau is None:
+        return look, None
     mass = (supply.index_select(0, col) * torch.exp(-look / tau)).masked_fill_(dust, 0.0)
     return look, torch.zeros_like(supply).index_add_(0, nb.row, mass)
 
@@ -392,15 +395,15 @@ def sparse_sinkhorn_nms(
     class_mass = torch.zeros(g, dtype=work, device=dev).index_add_(0, cls, supply)
     # Symmetric part of the cost; on dustbin entries, the dustbin cost.
     cost = spatial_weight / iou_threshold * torch.relu(iou_threshold - nb.sigma)
-    if embeddings is None:
-        capacity = class_mass.index_select(0, cls)
-    else:
+    capacity = None
+    if embeddings is not None:
+        tau = capacity_temperature if appearance_capacity else None
         look, capacity = _appearance(
-            embeddings.index_select(0, nb.order), supply, nb, capacity_temperature, feature_margin
+            embeddings.index_select(0, nb.order), supply, nb, tau, feature_margin
         )
         cost = cost + feature_weight * look
-        if not appearance_capacity:
-            capacity = class_mass.index_select(0, cls)
+    if capacity is None:
+        capacity = class_mass.index_select(0, cls)
     cost = cost.masked_fill(dust, dustbin_cost)
     # Quality prior of candidate -> slot edges (none on dustbins). It is odd in the log-ratio,
     # so K^T's entry (p, q), which is K's (q, p), carries its negative.
