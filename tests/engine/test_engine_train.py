@@ -154,6 +154,22 @@ def test_schedule_follows_steps_or_the_clock():
     assert resumed.budget_s == 100.0 and resumed.done(47)
 
 
+def test_schedule_holds_back_the_reserve_from_the_budget():
+    """The time of ``reserve_steps`` steps at the measured rate is not the training's."""
+    cfg = tiny("train.max_steps=100").train
+    plain, reserved = Schedule(cfg, budget_s=100.0), Schedule(cfg, budget_s=100.0, reserve_steps=40)
+    steps = SETTLE_STEPS + 10
+    for step in range(1, steps + 1):  # 1 s per step
+        plain.record(step, 1.0)
+        reserved.record(step, 1.0)
+    # 70 s left: the 70 steps left fit it, but not the 30 s left after 40 steps' reserve
+    assert plain.progress(steps) == steps / 100
+    assert reserved.progress(steps) == pytest.approx(steps / (steps + 30))
+    for step in range(steps + 1, 61):
+        reserved.record(step, 1.0)
+    assert reserved.done(60) and not plain.done(60)
+
+
 def test_run_folder_errors(synth, tmp_path):
     cfg = tiny("train.max_steps=1")
     with pytest.raises(TrainingError, match=r"no checkpoint\.pt to resume"):

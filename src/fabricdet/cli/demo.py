@@ -22,7 +22,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", type=parse_size, default=DEMO_SIZE, help=f"image size WxH ({w}x{h}, native scale)"
     )
-    parser.add_argument("--minutes", type=float, default=DEMO_MINUTES, help="training time budget")
+    parser.add_argument(
+        "--minutes", type=float, default=DEMO_MINUTES,
+        help=f"time budget of the whole job: data, training, evaluation ({DEMO_MINUTES:g})",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 

@@ -65,11 +65,17 @@ class Schedule:
     Args:
         cfg: step budget, warm-up and decay.
         budget_s: training-time budget in seconds, or None for a step budget alone.
+        reserve_steps: with a time budget, the time of this many steps at the measured rate
+            is held back from it for work that follows the training (the demo's evaluation,
+            which costs about as many steps' time on fast and slow machines alike).
     """
 
-    def __init__(self, cfg: TrainConfig, budget_s: float | None = None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, budget_s: float | None = None, reserve_steps: int = 0
+    ) -> None:
         self.cfg = cfg
         self.budget_s = budget_s
+        self.reserve_steps = reserve_steps
         self.trained_s = 0.0  # training time of all sessions so far
         self.floor = 0.0  # the progress reached so far: p never goes back
         self._session_steps = 0
@@ -88,13 +94,14 @@ class Schedule:
         p = step / self.cfg.max_steps
         if self.budget_s is not None:
             left_s = self.budget_s - self.trained_s
+            settled = self._session_steps - SETTLE_STEPS
+            rate = settled / max(self._settled_s, 1e-9) if settled > 0 else None
+            if rate is not None:
+                left_s -= self.reserve_steps / rate
             if left_s <= 0:
                 return 1.0
-            settled = self._session_steps - SETTLE_STEPS
-            if settled > 0:
-                rate = settled / max(self._settled_s, 1e-9)
-                if (self.cfg.max_steps - step) / rate > left_s:
-                    p = step / (step + left_s * rate)
+            if rate is not None and (self.cfg.max_steps - step) / rate > left_s:
+                p = step / (step + left_s * rate)
         return min(1.0, max(p, self.floor))
 
     def done(self, step: int) -> bool:

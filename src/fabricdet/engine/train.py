@@ -134,6 +134,7 @@ class _Trainer:
         factory: ModelFactory,
         factory_id: str,
         budget_s: float | None,
+        reserve_steps: int = 0,
     ) -> None:
         self.cfg, self.out_dir, self.info = cfg, out_dir, info
         self.factory_id = factory_id
@@ -146,7 +147,7 @@ class _Trainer:
         decay = cfg.train.ema_decay
         self.ema = ModelEMA(self.model, decay) if decay > 0 else None
         self.budget_s = budget_s
-        self.schedule = Schedule(cfg.train, budget_s)
+        self.schedule = Schedule(cfg.train, budget_s, reserve_steps)
         self.use_amp = cfg.train.amp and info.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
@@ -311,6 +312,7 @@ def train(
     out_dir: Path | str,
     *,
     minutes: float | None = None,
+    reserve_steps: int = 0,
     resume: bool = False,
     model_factory: ModelFactory | None = None,
     stop_after_steps: int | None = None,
@@ -328,6 +330,8 @@ def train(
             model's progress re-plan to end on time (see :mod:`fabricdet.engine.optim`).
             Counted across resumed sessions; given again on resume, it replaces the saved
             budget.
+        reserve_steps: hold back from ``minutes`` the time of this many steps at the measured
+            rate, for work after the training (:class:`~fabricdet.engine.optim.Schedule`).
         resume: continue the run in ``out_dir`` from its checkpoint.
         model_factory: builds the model; default ``fabricdet.models.build_model`` (on resume:
             the builder recorded in the checkpoint).
@@ -356,7 +360,9 @@ def train(
     info = init_distributed(cfg.train.device)
     try:
         budget_s = None if minutes is None else max(0.0, minutes) * 60.0
-        trainer = _Trainer(cfg, dataset, out_dir, info, factory, factory_id, budget_s)
+        trainer = _Trainer(
+            cfg, dataset, out_dir, info, factory, factory_id, budget_s, reserve_steps
+        )
         if ckpt is not None:
             trainer.load(ckpt, out_dir / CHECKPOINT_FILE)
         if info.is_main:
