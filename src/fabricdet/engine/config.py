@@ -222,7 +222,7 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 
 def _default() -> RunConfig:
-    # The CPU demo: about 10 minutes of training on 2 idle cores (0.7 s per step of 4 images
+    # The default preset: about 10 minutes of training on 2 idle cores (0.7 s per step of 4 images
     # measured); pass --minutes to fit a busier machine, the schedule then re-plans to fit.
     # Long side 640 (2446x1000 -> 640x256) keeps knots of a few pixels visible.
     return RunConfig(

@@ -224,7 +224,7 @@ def sinkhorn_nms_kernel(
     """
     first, second, sigma = _edges(boxes, cls, reach, floor, kind, scale)
     look, self_look = _looks(first, second, embeddings, margin)
-    start, col, mirror, sim, look = _rows(len(scores), cls, first, second, sigma, look, self_look)
+    start, col, sim, look = _rows(len(scores), cls, first, second, sigma, look, self_look)
     class_mass = np.zeros(cls.max() + 1)
     for i in range(len(scores)):
         class_mass[cls[i]] += scores[i]
@@ -232,7 +232,7 @@ def sinkhorn_nms_kernel(
         start, col, sim, look, scores, cls, class_mass, embeddings.shape[1] > 0,
         appearance_capacity, theta, eps, w_sp, w_ft, margin, w_q, q_range, delta, tau,
     )  # fmt: skip
-    u, v = _scalings(kernel, start, col, mirror, cls, scores, capacity, class_mass, num_iters)
+    u, v = _scalings(kernel, start, col, cls, scores, capacity, class_mass, num_iters)
     keep = _decode(kernel, v, start, col, scores)
     out = _fuse(kernel, u, v, start, col, boxes, scores, fuse_power) if fuse else boxes.copy()
     return keep, out
@@ -273,12 +273,9 @@ def _rows(
     sigma: np.ndarray,
     look: np.ndarray,
     self_look: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CSR pattern of the candidate rows: itself first, then its partners, then its class's
-    dustbin (column ``n + cls``) last. Returns row starts, columns (int32: the Sinkhorn passes
-    stream them, and half the bytes keep more of them in cache), each entry's mirror (the
-    entry of the same pair in the partner's row; itself on the diagonal, -1 on dustbins),
-    similarities, looks."""
+    dustbin (column ``n + cls``) last. Returns row starts, columns, similarities, looks."""
     start = np.zeros(n + 1, np.int64)
     for i in range(n):
         start[i + 1] = 2  # self and dustbin
@@ -286,24 +283,20 @@ def _rows(
         start[first[e] + 1] += 1
         start[second[e] + 1] += 1
     start = np.cumsum(start)
-    col = np.empty(start[n], np.int32)
-    mirror = np.empty(start[n], np.int64)
+    col = np.empty(start[n], np.int64)
     sim = np.empty(start[n], np.float64)
     looks = np.zeros(start[n], np.float64)
     fill = start[:n] + 1
     for i in range(n):
-        col[start[i]], mirror[start[i]] = i, start[i]
-        sim[start[i]], looks[start[i]] = 1.0, self_look[i]
-        last = start[i + 1] - 1
-        col[last], mirror[last], sim[last] = n + cls[i], -1, 0.0
+        col[start[i]], sim[start[i]], looks[start[i]] = i, 1.0, self_look[i]
+        col[start[i + 1] - 1], sim[start[i + 1] - 1] = n + cls[i], 0.0
     for e in range(len(first)):
         p, q = first[e], second[e]
         col[fill[p]], sim[fill[p]], looks[fill[p]] = q, sigma[e], look[e]
         col[fill[q]], sim[fill[q]], looks[fill[q]] = p, sigma[e], look[e]
-        mirror[fill[p]], mirror[fill[q]] = fill[q], fill[p]
         fill[p] += 1
         fill[q] += 1
-    return start, col, mirror, sim, looks
+    return start, col, sim, looks
 
 
 @njit(cache=True)
@@ -374,7 +367,6 @@ def _scalings(
     kernel: np.ndarray,
     start: np.ndarray,
     col: np.ndarray,
-    mirror: np.ndarray,
     cls: np.ndarray,
     supply: np.ndarray,
     capacity: np.ndarray,
@@ -383,18 +375,11 @@ def _scalings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sinkhorn's ``u = a / (K v)``, ``v = b / (K^T u)`` on the augmented problem: rows are the
     candidates then the class dustbins (whose kernel rows are all 1: cost 0), columns the slots
-    then the class dustbins; ``a = [supply, class capacity]``, ``b = [capacity, class mass]``.
-
-    ``K^T u`` is gathered row by row too, from the mirrored entries (the pattern is symmetric),
-    rather than scattered: each slot's sum then stays in a register."""
+    then the class dustbins; ``a = [supply, class capacity]``, ``b = [capacity, class mass]``."""
     n, g = len(supply), len(class_mass)
     a_dust = np.zeros(g)
     for i in range(n):
         a_dust[cls[i]] += capacity[i]
-    kernel_t = np.empty(len(kernel))  # K^T in K's pattern: entry (i, j) holds K[j, i]
-    for i in range(n):
-        for e in range(start[i], start[i + 1] - 1):
-            kernel_t[e] = kernel[mirror[e]]
     u, v = np.ones(n + g), np.ones(n + g)
     row_sum, col_sum = np.empty(n + g), np.empty(n + g)
     tiny = 2.2250738585072014e-308  # as the tensor path's clamp
@@ -412,12 +397,10 @@ def _scalings(
             u[n + c] = a_dust[c] / (row_sum[n + c] + tiny)
         col_sum[n:] = u[n:]  # dustbin columns: the corner, then their class's candidates
         for j in range(n):
-            last = start[j + 1] - 1
-            total = u[n + cls[j]]  # the dustbin row
-            for e in range(start[j], last):
-                total += kernel_t[e] * u[col[e]]
-            col_sum[j] = total
-            col_sum[col[last]] += kernel[last] * u[j]
+            col_sum[j] = u[n + cls[j]]  # the dustbin row
+        for i in range(n):
+            for e in range(start[i], start[i + 1]):
+                col_sum[col[e]] += kernel[e] * u[i]
         for j in range(n):
             v[j] = capacity[j] / (col_sum[j] + tiny)
         for c in range(g):
