@@ -45,8 +45,9 @@ DEMO_MINUTES = 13.5
 
 #: What the evaluation and the report cost, in training steps of the same machine: 12 passes
 #: over 100 images (every NMS method on the validation split, for its defect threshold, and on
-#: the test split). Measured at 650 steps' time (167 s after training at 3.9 steps/s, the
-#: compilation of the SinkhornNMS kernel included); rounded up for slower evaluation.
+#: the test split). Measured at 590 steps' time (129 s after training at 4.6 steps/s, the
+#: start of the process and the compilation of the SinkhornNMS kernel included); rounded up
+#: for slower evaluation.
 DEMO_EVAL_STEPS = 900
 
 _COLUMNS = (
